@@ -1,0 +1,187 @@
+"""The `ragkb` command: thin wrappers that turn library results into output and exit codes.
+
+Exit codes: 0 success, 1 some files failed / answer flagged, 2 usage or configuration error,
+75 (EX_TEMPFAIL) another ingest holds the lock, so a scheduler can simply retry later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ragkb.config import Settings
+from ragkb.ingest import IngestLocked, Ingestor, IngestReport
+from ragkb.models import ModelUnavailable
+from ragkb.store import StoreError
+
+EXIT_LOCKED = 75
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Private retrieval-augmented knowledge base.")
+err = Console(stderr=True)
+out = Console()
+
+
+def _settings(collection: str | None = None) -> Settings:
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic validation of ragkb.toml / RAGKB_* values
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if collection:
+        settings = settings.model_copy(update={"collection": collection})
+    return settings
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("unstructured", "pdfminer", "pypdf", "unstructured_inference", "httpx", "sentence_transformers", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
+    if not verbose:
+        warnings.filterwarnings("ignore")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders; default: the sources in ragkb.toml")] = None,
+    collection: Annotated[Optional[str], typer.Option(help="Qdrant collection")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON summary, no progress")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="Parser processes (default RAGKB_PARSE_WORKERS)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Add, update and remove documents so the base matches the given folders."""
+    _quiet_libraries(verbose)
+    settings = _settings(collection)
+    if workers is not None:
+        settings = settings.model_copy(update={"parse_workers": workers})
+    roots = list(paths or [source.path for source in settings.sources])
+    if not roots:
+        raise _fail("nothing to ingest: give PATH arguments or [[sources]] in ragkb.toml")
+    ingestor = Ingestor(settings)
+    try:
+        if json_out or not err.is_terminal:
+            report = ingestor.run(roots)
+        else:
+            report = _run_with_progress(ingestor, roots)
+    except IngestLocked as exc:
+        raise _fail(str(exc), EXIT_LOCKED) from exc
+    except (StoreError, ModelUnavailable) as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        ingestor.close()
+    if json_out:
+        print(json.dumps(report.to_dict()))
+    else:
+        _print_report(report)
+    raise typer.Exit(report.exit_code)
+
+
+def _run_with_progress(ingestor: Ingestor, roots: list[Path]) -> IngestReport:
+    columns = (
+        TextColumn("[bold]ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}", style="dim"),
+    )
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("scanning", total=None)
+
+        def on_total(count: int) -> None:
+            progress.update(task, total=count, description="")
+
+        def on_file(path: str, outcome: str) -> None:
+            if outcome != "unchanged":
+                progress.update(task, advance=1, description=f"{outcome}: {Path(path).name}")
+
+        return ingestor.run(roots, progress=on_file, total=on_total)
+
+
+def _print_report(report: IngestReport) -> None:
+    out.print(
+        f"[bold]{report.collection}[/bold]: added {report.added}, updated {report.updated}, "
+        f"unchanged {report.unchanged}, deleted {report.deleted}, skipped (unsupported type) {report.skipped}, "
+        f"failed {len(report.failed)}; {report.chunks} chunks embedded in {report.seconds:.1f}s"
+        + (f" ({report.chunks / report.seconds:.1f} chunks/s)" if report.chunks and report.seconds else "")
+    )
+    if report.added + report.updated + report.deleted == 0 and not report.chunks:
+        out.print("nothing changed: no document was embedded")
+    if report.failed:
+        table = Table("failed file", "reason", title="Failures", title_justify="left")
+        for failure in report.failed:
+            table.add_row(failure.path, failure.error)
+        out.print(table)
+
+
+@app.command()
+def forget(
+    path: Path,
+    collection: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Remove a file, or every file under a folder, from the knowledge base."""
+    _quiet_libraries(False)
+    ingestor = Ingestor(_settings(collection))
+    try:
+        removed = ingestor.forget(path)
+    except IngestLocked as exc:
+        raise _fail(str(exc), EXIT_LOCKED) from exc
+    finally:
+        ingestor.close()
+    if not removed:
+        raise _fail(f"{path} is not in the knowledge base", 1)
+    out.print(f"forgot {removed} file(s)")
+
+
+@app.command()
+def status(
+    collection: Annotated[Optional[str], typer.Option()] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """What is indexed, the last run, failures, and which models and backends are active."""
+    _quiet_libraries(False)
+    from ragkb.status import collect_status
+
+    try:
+        info = collect_status(_settings(collection))
+    except StoreError as exc:
+        raise _fail(str(exc)) from exc
+    if json_out:
+        print(json.dumps(info, default=str))
+        return
+    _print_status(info)
+
+
+def _print_status(info: dict[str, Any]) -> None:
+    table = Table(show_header=False, box=None)
+    for key, value in info.items():
+        if key == "failed":
+            continue
+        table.add_row(f"[bold]{key}[/bold]", json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
+    out.print(table)
+    if info.get("failed"):
+        failures = Table("failed file", "reason", title="Failed files", title_justify="left")
+        for failure in info["failed"]:
+            failures.add_row(failure["path"], failure["error"])
+        out.print(failures)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
