@@ -179,6 +179,153 @@ def _print_status(info: dict[str, Any]) -> None:
         out.print(failures)
 
 
+def _groups(settings: Settings, user: str | None) -> list[str] | None:
+    """No users configured and no --user: single-user mode, every document is visible."""
+    from ragkb.access import AccessError, get_user, users_configured
+
+    if user is None:
+        if users_configured(settings):
+            raise _fail("users are configured (RAGKB_USERS_FILE): pass --user NAME")
+        return None
+    if not users_configured(settings):
+        raise _fail("--user needs a users file: set RAGKB_USERS_FILE and add users with `ragkb users add`")
+    try:
+        return list(get_user(settings, user).groups)
+    except AccessError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@app.command()
+def ask(
+    question: str,
+    user: Annotated[Optional[str], typer.Option(help="Answer as this user (their groups filter the documents)")] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Passages given to the model")] = None,
+    file_type: Annotated[Optional[list[str]], typer.Option("--type", help="Only these document types (pdf, docx, ...)")] = None,
+    folder: Annotated[Optional[Path], typer.Option(help="Only documents under this folder")] = None,
+    collection: Annotated[Optional[str], typer.Option()] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of streaming")] = False,
+) -> None:
+    """Answer a question from the documents, citing file, page and passage."""
+    _quiet_libraries(False)
+    from ragkb.access import audit
+    from ragkb.answer import Answerer
+    from ragkb.llm import LLMError
+    from ragkb.retrieve import Filters
+
+    settings = _settings(collection)
+    groups = _groups(settings, user)
+    filters = Filters(tuple(file_type or ()), str(folder) if folder else None)
+    answerer = Answerer(settings)
+    stream_tokens = not json_out and out.is_terminal
+    result = None
+    try:
+        for event in answerer.stream(question, groups=groups, top_k=top_k, filters=filters):
+            if event.kind == "token" and stream_tokens:
+                out.file.write(event.text)
+                out.file.flush()
+            elif event.result is not None:
+                result = event.result
+    except (StoreError, ModelUnavailable, LLMError) as exc:
+        raise _fail(str(exc)) from exc
+    assert result is not None
+    audit(
+        settings,
+        user=user,
+        question=question,
+        doc_ids=[c.doc_id for c in result.passages],
+        sources=[c.source for c in result.passages],
+        backend=result.backend,
+        channel="cli",
+        flagged=result.flagged,
+    )
+    if json_out:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        _print_answer(result, streamed=stream_tokens and result.backend != "none")
+    raise typer.Exit(1 if result.flagged else 0)
+
+
+def _print_answer(result: Any, streamed: bool) -> None:
+    if streamed:
+        out.print()
+        out.print(f"[dim]checked answer:[/dim] {result.answer}" if result.warnings else "")
+    else:
+        out.print(result.answer, markup=False, highlight=False)
+    shown = result.citations or result.passages
+    if shown:
+        out.print("\n[bold]Sources[/bold]" + ("" if result.citations else " (retrieved, not cited)"))
+    for c in shown:
+        where = ", ".join(x for x in [f"page {c.page}" if c.page is not None else "", f"section: {c.section}" if c.section else ""] if x)
+        out.print(f"[bold][{c.n}][/bold] {c.source}" + (f" ({where})" if where else ""), markup=True, highlight=False)
+        quote = " ".join(c.text.split())
+        out.print(f"    [dim]\"{quote[:240]}{'…' if len(quote) > 240 else ''}\"[/dim]", highlight=False)
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}")
+    timings = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items())
+    err.print(f"[dim]backend: {result.backend}; {timings}[/dim]")
+
+
+users_app = typer.Typer(help="Manage UI/CLI users and their groups.", no_args_is_help=True)
+audit_app = typer.Typer(help="Inspect the audit log.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
+
+
+@users_app.command("add")
+def users_add(
+    name: str,
+    group: Annotated[list[str], typer.Option("--group", "-g", help="Group membership (repeat)")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+) -> None:
+    """Create or replace a user in the users file (argon2-hashed password)."""
+    from ragkb.access import AccessError, add_user
+
+    try:
+        user = add_user(_settings(), name, password, group)
+    except AccessError as exc:
+        raise _fail(str(exc)) from exc
+    out.print(f"user {user.name} in groups {', '.join(user.groups)}")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    from ragkb.access import load_users
+
+    for user in load_users(_settings()).values():
+        out.print(f"{user.name}: {', '.join(user.groups)}")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain of the audit log; exit 1 if any record was changed or removed."""
+    from ragkb.access import verify_audit
+
+    check = verify_audit(_settings())
+    if check.ok:
+        out.print(f"audit log intact: {check.records} records")
+        return
+    raise _fail(f"audit log tampered: {check.problem} ({check.records} records verified before it)", 1)
+
+
+@app.command()
+def ui(
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 only behind a proxy or in compose")] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8501,
+) -> None:
+    """Start the Streamlit chat UI."""
+    import subprocess
+
+    app_path = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+    if not app_path.is_file():
+        raise _fail(f"UI not found at {app_path}: run from a source checkout (pip install -e .)")
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(app_path),
+        "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
+    ]
+    raise typer.Exit(subprocess.call(command))
+
+
 def main() -> None:
     app()
 

@@ -153,6 +153,8 @@ class Ingestor:
     def close(self) -> None:
         if self._manifest is not None:
             self._manifest.close()
+        if self._store is not None:
+            self._store.close()
 
     def pipeline_signature(self) -> str:
         """Part of every doc id: a different model or chunk size must re-embed, not reuse."""
@@ -236,7 +238,8 @@ class Ingestor:
                 report.failed.append(FileFailure(key, previous.error or "failed"))
                 notify(key, "failed")
                 continue
-            if same_stat and previous is not None and previous.acl == _norm(candidate.acl):
+            stored = previous is not None and previous.doc_id is not None and self.manifest.doc_state(previous.doc_id) == mf.READY
+            if same_stat and stored and previous is not None and previous.acl == _norm(candidate.acl):
                 report.unchanged += 1
                 notify(key, "unchanged")
                 continue
@@ -246,8 +249,10 @@ class Ingestor:
                 report.failed.append(FileFailure(key, f"cannot read file: {exc.strerror or exc}"))
                 notify(key, "failed")
                 continue
-            doc_id = hashlib.sha256(f"{sha}|{self.pipeline_signature()}".encode()).hexdigest()[:32]
-            if previous is not None and previous.status == mf.OK and previous.doc_id == doc_id:
+            # The same bytes parse differently as .txt and .pdf, so the type is part of the identity.
+            doc_type = document_type(candidate.path)
+            doc_id = hashlib.sha256(f"{sha}|{doc_type}|{self.pipeline_signature()}".encode()).hexdigest()[:32]
+            if stored and previous is not None and previous.status == mf.OK and previous.doc_id == doc_id:
                 with self.manifest.transaction():
                     self.manifest.touch_source(key, candidate.size, candidate.mtime_ns)
                 if previous.acl == _norm(candidate.acl):
@@ -269,7 +274,7 @@ class Ingestor:
         doc_errors: dict[str, str] = {}
         for item, parsed in self._parsed(work):
             key = str(item.candidate.path)
-            outcome = "added" if item.previous is None else "updated"
+            outcome = "updated" if item.previous is not None and item.previous.status == mf.OK else "added"
             if parsed is None and item.doc_id in doc_errors:  # same bytes as a file that just failed
                 parsed = ParseError(doc_errors[item.doc_id])
             if isinstance(parsed, ParseError):
@@ -386,7 +391,7 @@ class Ingestor:
         dirs = sorted({str(parent) for p in paths for parent in Path(p).parents})
         return {
             "paths": paths,
-            "source": paths[0] if paths else None,
+            "path_acl": [{"path": p, "acl": entries[p]} for p in paths],
             "acl": acl_rules.doc_acl(list(entries.values())),
             "dirs": dirs,
             "file_type": sorted({document_type(Path(p)) or "other" for p in paths}),

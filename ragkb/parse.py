@@ -137,7 +137,7 @@ def _partition(path: Path, doc_type: str) -> list[Any]:
     kwargs: dict[str, Any] = {"filename": str(path)}
     if doc_type == "pdf":
         # hi_res needs layout models from a hub; fast reads the text layer with page numbers.
-        kwargs.update(strategy="fast", infer_table_structure=False)
+        kwargs.update(strategy="fast", infer_table_structure=False, languages=["eng"])
     try:
         return partition(**kwargs)
     except ParseError:

@@ -1,0 +1,34 @@
+# Two entry points for people: `make demo` and `make test`. Everything else is plumbing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RAGKB := $(VENV)/bin/ragkb
+DEMO_HOME ?= .ragkb-demo
+DEMO_QUESTION ?= What is LayoutParser and what does it provide?
+
+.PHONY: install demo test test-fast system-deps
+
+install: $(VENV)/.installed
+
+# torchvision arrives through unstructured[pdf] -> unstructured-inference -> timm, and the PyPI
+# build does not match the local CPU torch ("operator torchvision::nms does not exist");
+# ragkb never uses it, so it is removed right after install.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PY) -m pip install --quiet -e ".[llamacpp,eval,dev]"
+	$(PY) -m pip uninstall --quiet -y torchvision
+	touch $@
+
+demo: install
+	RAGKB_HOME=$(DEMO_HOME) $(RAGKB) ingest samples/
+	RAGKB_HOME=$(DEMO_HOME) $(RAGKB) ask "$(DEMO_QUESTION)"
+
+# Browser tests need Debian's chromium; installed here when running as root (CI, containers).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "warning: chromium missing; the browser test will fail"
+
+test: install system-deps
+	$(VENV)/bin/pytest -m "slow or not slow"
+
+test-fast: install
+	$(VENV)/bin/pytest

@@ -1,0 +1,76 @@
+"""Shared fixtures: real embedding model (loaded once), real embedded Qdrant, real files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+# A developer's own ragkb.toml or RAGKB_* variables must not leak into the tests.
+for _key in [k for k in os.environ if k.startswith("RAGKB_")]:
+    del os.environ[_key]
+os.environ["RAGKB_CONFIG"] = "/nonexistent/ragkb.toml"
+
+from ragkb.config import Settings  # noqa: E402
+from ragkb.models import Embedder, load_embedder  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="session")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    return load_embedder(Settings(home=tmp_path_factory.mktemp("models")))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home")
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    """A writable copy of the good fixture documents."""
+    target = tmp_path / "docs"
+    shutil.copytree(FIXTURES / "docs", target)
+    for path in target.iterdir():
+        path.chmod(0o644)
+    return target
+
+
+def make_bad_files(folder: Path) -> dict[str, str]:
+    """Broken inputs of every kind the brief names; returns file name -> expected reason words."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(FIXTURES / "bad" / "encrypted.pdf", folder / "encrypted.pdf")
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "blank.md").write_text("   \n\n\t\n")
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x02\x00\x00\x00" + bytes(range(256)) * 8
+    (folder / "photo.txt").write_bytes(png)
+    (folder / "not-really.pdf").write_bytes(png)
+    with zipfile.ZipFile(folder / "truncated.docx", "w") as archive:
+        archive.writestr("word/document.xml", "<w:document><w:body><w:p>" * 50)
+    data = (folder / "truncated.docx").read_bytes()
+    (folder / "truncated.docx").write_bytes(data[: len(data) // 2])
+    _image_only_pdf(folder / "scanned.pdf")
+    (folder / "huge.txt").write_text("word " * 300_000)  # 1.5 MB; tests set max_file_mb=1
+    return {
+        "encrypted.pdf": "encrypted",
+        "empty.txt": "empty",
+        "blank.md": "empty",
+        "photo.txt": "binary",
+        "not-really.pdf": "not a PDF",
+        "truncated.docx": "corrupt",
+        "scanned.pdf": "no text layer",
+        "huge.txt": "too large",
+    }
+
+
+def _image_only_pdf(path: Path) -> None:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (600, 200), "white")
+    ImageDraw.Draw(image).text((20, 80), "This page is a scanned image without a text layer", fill="black")
+    image.save(path, "PDF")
