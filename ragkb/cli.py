@@ -271,6 +271,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 
 
+
 @users_app.command("add")
 def users_add(
     name: str,

@@ -14,7 +14,11 @@ for _key in [k for k in os.environ if k.startswith("RAGKB_")]:
     del os.environ[_key]
 os.environ["RAGKB_CONFIG"] = "/nonexistent/ragkb.toml"
 
+from collections import Counter  # noqa: E402
+
+from ragkb import manifest as mf  # noqa: E402
 from ragkb.config import Settings  # noqa: E402
+from ragkb.ingest import Ingestor  # noqa: E402
 from ragkb.models import Embedder, load_embedder  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -74,3 +78,21 @@ def _image_only_pdf(path: Path) -> None:
     image = Image.new("RGB", (600, 200), "white")
     ImageDraw.Draw(image).text((20, 80), "This page is a scanned image without a text layer", fill="black")
     image.save(path, "PDF")
+
+
+def stored_payloads(ingestor: Ingestor) -> list[dict]:
+    return [hit.payload for hit in ingestor.store.scroll()]
+
+
+def assert_consistent(ingestor: Ingestor) -> None:
+    """Every ready doc has exactly its chunks in Qdrant, nothing else is there, no duplicates."""
+    payloads = stored_payloads(ingestor)
+    keys = Counter((p["doc_id"], p["chunk_index"]) for p in payloads)
+    assert all(n == 1 for n in keys.values()), "duplicate chunks"
+    per_doc = Counter(p["doc_id"] for p in payloads)
+    sources = [row for row in ingestor.manifest.sources() if row.status == mf.OK]
+    expected = {row.doc_id: ingestor.manifest.doc_chunks(row.doc_id) for row in sources}
+    assert dict(per_doc) == expected
+    for payload in payloads:
+        on_record = sorted(row.path for row in sources if row.doc_id == payload["doc_id"])
+        assert payload["paths"] == on_record

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import shutil
-from collections import Counter
 from pathlib import Path
 
 import pytest
 from qdrant_client import models
 
-from conftest import make_bad_files
+from conftest import assert_consistent, make_bad_files, stored_payloads
 from ragkb import manifest as mf
 from ragkb.config import Settings
 from ragkb.ingest import IngestLocked, Ingestor, ingest_lock
@@ -21,31 +20,13 @@ def _ingestor(settings: Settings, embedder: Embedder) -> Ingestor:
     return Ingestor(settings, embedder=embedder)
 
 
-def _points(ingestor: Ingestor) -> list[dict]:
-    return [hit.payload for hit in ingestor.store.scroll()]
-
-
-def _assert_consistent(ingestor: Ingestor) -> None:
-    """Every ready doc has exactly its chunks in Qdrant, nothing else is there, no duplicates."""
-    payloads = _points(ingestor)
-    keys = Counter((p["doc_id"], p["chunk_index"]) for p in payloads)
-    assert all(n == 1 for n in keys.values()), "duplicate chunks"
-    per_doc = Counter(p["doc_id"] for p in payloads)
-    sources = [row for row in ingestor.manifest.sources() if row.status == mf.OK]
-    expected = {row.doc_id: ingestor.manifest.doc_chunks(row.doc_id) for row in sources}
-    assert dict(per_doc) == expected
-    for payload in payloads:
-        on_record = sorted(row.path for row in sources if row.doc_id == payload["doc_id"])
-        assert payload["paths"] == on_record
-
-
 def test_first_run_adds_every_document_with_page_section_and_type(settings, embedder, docs):
     ingestor = _ingestor(settings, embedder)
     report = ingestor.run([docs])
     assert (report.added, report.updated, report.deleted, report.failed) == (6, 0, 0, [])
     assert report.exit_code == 0
     assert report.chunks == ingestor.store.count() > 6
-    payloads = _points(ingestor)
+    payloads = stored_payloads(ingestor)
     by_file = {Path(p["paths"][0]).name: p for p in payloads}
     assert by_file["fake-memo.pdf"]["page"] == 1 and by_file["fake-memo.pdf"]["file_type"] == ["pdf"]
     slides = [p for p in payloads if p["paths"][0].endswith(".pptx")]
@@ -54,7 +35,7 @@ def test_first_run_adds_every_document_with_page_section_and_type(settings, embe
     tables = [p for p in payloads if p["kind"] == "table"]
     assert len([p for p in tables if p["paths"][0].endswith("docx-tables.docx")]) >= 3
     assert str(docs) in by_file["fake-email.eml"]["dirs"]
-    _assert_consistent(ingestor)
+    assert_consistent(ingestor)
 
 
 def test_unchanged_rerun_embeds_nothing(settings, embedder, docs):
@@ -89,10 +70,10 @@ def test_changed_file_replaces_its_chunks(settings, embedder, docs):
     (docs / "notes.md").write_text("# Parking\n\nVisitors park in the multi-storey on Elm Street.\n")
     report = ingestor.run([docs])
     assert (report.updated, report.added, report.unchanged) == (1, 0, 6)
-    texts = [p["text"] for p in _points(ingestor) if p["paths"] == [str(docs / "notes.md")]]
+    texts = [p["text"] for p in stored_payloads(ingestor) if p["paths"] == [str(docs / "notes.md")]]
     assert any("Elm Street" in t for t in texts)
-    assert not any("22:00" in p["text"] for p in _points(ingestor))
-    _assert_consistent(ingestor)
+    assert not any("22:00" in p["text"] for p in stored_payloads(ingestor))
+    assert_consistent(ingestor)
 
 
 def test_deleted_file_loses_its_chunks(settings, embedder, docs):
@@ -101,9 +82,9 @@ def test_deleted_file_loses_its_chunks(settings, embedder, docs):
     (docs / "fake-memo.pdf").unlink()
     report = ingestor.run([docs])
     assert report.deleted == 1
-    assert not any(p["paths"][0].endswith("fake-memo.pdf") for p in _points(ingestor))
+    assert not any(p["paths"][0].endswith("fake-memo.pdf") for p in stored_payloads(ingestor))
     assert ingestor.manifest.source(str(docs / "fake-memo.pdf")) is None
-    _assert_consistent(ingestor)
+    assert_consistent(ingestor)
 
 
 def test_ingesting_another_folder_keeps_the_first(settings, embedder, docs, tmp_path):
@@ -114,7 +95,7 @@ def test_ingesting_another_folder_keeps_the_first(settings, embedder, docs, tmp_
     ingestor.run([docs])
     report = ingestor.run([other])
     assert (report.added, report.deleted) == (1, 0)
-    assert len({p["doc_id"] for p in _points(ingestor)}) == 7
+    assert len({p["doc_id"] for p in stored_payloads(ingestor)}) == 7
 
 
 def test_same_content_under_two_names_is_embedded_once(settings, embedder, docs):
@@ -122,7 +103,7 @@ def test_same_content_under_two_names_is_embedded_once(settings, embedder, docs)
     ingestor = _ingestor(settings, embedder)
     report = ingestor.run([docs])
     single = Ingestor(Settings(home=settings.home.parent / "single"), embedder=embedder).run([docs / "handbook-1p.docx"])
-    handbook = [p for p in _points(ingestor) if p["paths"][0].startswith(str(docs / "handbook"))]
+    handbook = [p for p in stored_payloads(ingestor) if p["paths"][0].startswith(str(docs / "handbook"))]
     assert report.added == 7
     assert len(handbook) == single.chunks
     assert report.chunks == ingestor.store.count()
@@ -130,9 +111,9 @@ def test_same_content_under_two_names_is_embedded_once(settings, embedder, docs)
 
     (docs / "handbook-1p.docx").unlink()
     ingestor.run([docs])
-    handbook = [p for p in _points(ingestor) if "handbook" in p["paths"][0]]
+    handbook = [p for p in stored_payloads(ingestor) if "handbook" in p["paths"][0]]
     assert len(handbook) == single.chunks and handbook[0]["paths"] == [str(docs / "handbook-copy.docx")]
-    _assert_consistent(ingestor)
+    assert_consistent(ingestor)
 
 
 def test_bad_files_are_reported_and_skipped_and_the_run_completes(settings, embedder, docs):
@@ -145,11 +126,11 @@ def test_bad_files_are_reported_and_skipped_and_the_run_completes(settings, embe
     for name, words in expected.items():
         assert words in failed[name], (name, failed[name])
     assert report.added == 6 and report.exit_code == 1
-    assert not any(Path(p["paths"][0]).name in expected for p in _points(ingestor))
+    assert not any(Path(p["paths"][0]).name in expected for p in stored_payloads(ingestor))
     # the next run reports the same failures without parsing them again
     again = ingestor.run([docs])
     assert {Path(f.path).name for f in again.failed} == set(expected) and again.chunks == 0
-    _assert_consistent(ingestor)
+    assert_consistent(ingestor)
 
 
 def test_fixed_file_is_retried(settings, embedder, docs):
@@ -172,8 +153,8 @@ def test_forget_removes_a_file(settings, embedder, docs):
     ingestor = _ingestor(settings, embedder)
     ingestor.run([docs])
     assert ingestor.forget(docs / "fake-html.html") == 1
-    assert not any(p["paths"][0].endswith("fake-html.html") for p in _points(ingestor))
-    _assert_consistent(ingestor)
+    assert not any(p["paths"][0].endswith("fake-html.html") for p in stored_payloads(ingestor))
+    assert_consistent(ingestor)
 
 
 def test_second_run_is_refused_while_the_lock_is_held(settings, embedder, docs):
@@ -197,7 +178,7 @@ def test_partial_and_orphaned_documents_are_cleaned_up(settings, embedder, docs)
     store.client.upsert(store.collection, [models.PointStruct(id="00000000-0000-0000-0000-000000000001", vector=orphan.vector, payload={**orphan.payload, "doc_id": "f" * 32})])
     report = ingestor.run([docs])
     assert report.added == 0 and report.updated == 1  # the partial doc is rebuilt
-    _assert_consistent(ingestor)
+    assert_consistent(ingestor)
 
 
 def _first_id(store: Store) -> str:
