@@ -9,7 +9,6 @@ question an operator asks when answers look wrong.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import threading
@@ -64,20 +63,20 @@ def _ollama_base(url: str) -> str:
 
 def _transport_error(service: str, url: str, setting: str, timeout_s: float, exc: httpx.TransportError) -> LLMError:
     """Turn httpx's low-level failure into what the operator has to do about it."""
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-        if isinstance(exc, httpx.ConnectTimeout):
-            why = f"no answer within {timeout_s:g} s"
-        elif "refused" in str(exc).lower() or f"[Errno {errno.ECONNREFUSED}]" in str(exc):
-            why = "connection refused"
-        else:
-            why = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectTimeout):
+        return LLMError(
+            f"cannot reach {service} at {url} (no answer within {timeout_s:g} s); start it or set {setting}"
+        )
+    if isinstance(exc, httpx.ConnectError):
+        why = "connection refused" if "refused" in str(exc).lower() else str(exc) or "connection failed"
         return LLMError(f"cannot reach {service} at {url} ({why}); start it or set {setting}")
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return LLMError(f"{service} URL {url} is not an http(s) URL; fix {setting}")
     if isinstance(exc, httpx.ReadTimeout):
         return LLMError(
-            f"{service} at {url} sent nothing for {timeout_s:g} s; "
-            "raise RAGKB_LLM_TIMEOUT_S or use a smaller model"
+            f"{service} at {url} sent nothing for {timeout_s:g} s; raise RAGKB_LLM_TIMEOUT_S or use a smaller model"
         )
-    return LLMError(f"lost the connection to {service} at {url}: {exc or type(exc).__name__}")
+    return LLMError(f"lost the connection to {service} at {url}: {str(exc) or type(exc).__name__}")
 
 
 class OllamaGenerator:
@@ -102,15 +101,24 @@ class OllamaGenerator:
                 if part.message.content:
                     yield part.message.content
         except ollama.ResponseError as exc:
-            if exc.status_code == 404:
+            if exc.status_code == 404 and self.model.split(":")[0] in str(exc.error):
                 raise LLMError(
                     f"Ollama at {self.url} has no model '{self.model}': run `ollama pull {self.model}`"
+                ) from None
+            if exc.status_code == 404:  # no /api/chat at all: often llama-server or vLLM on that port
+                raise LLMError(
+                    f"{self.url} has no Ollama API (HTTP 404 on /api/chat: {exc.error}); check RAGKB_OLLAMA_URL, "
+                    "or for an OpenAI-compatible server set RAGKB_LLM_BACKEND=openai and RAGKB_OPENAI_URL"
                 ) from None
             status = f" (HTTP {exc.status_code})" if exc.status_code > 0 else ""
             raise LLMError(f"Ollama at {self.url} failed{status}: {exc.error}") from None
         except httpx.TransportError as exc:
             # The client wraps connection errors only for non-streaming calls; streams raise httpx's.
             raise _transport_error("Ollama", self.url, "RAGKB_OLLAMA_URL", self._timeout_s, exc) from None
+        except ValueError as exc:  # undecodable or unexpected JSON: some other service on that port
+            raise LLMError(
+                f"{self.url} does not answer like Ollama ({exc.__class__.__name__}); check RAGKB_OLLAMA_URL"
+            ) from None
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -152,8 +160,7 @@ class OpenAIGenerator:
     def stream(self, system: str, user: str) -> Iterator[str]:
         if self.url is None:
             raise LLMError(
-                "backend 'openai' needs a server: set RAGKB_OPENAI_URL "
-                "(e.g. http://localhost:8080 for llama-server)"
+                "backend 'openai' needs a server: set RAGKB_OPENAI_URL (e.g. http://localhost:8080 for llama-server)"
             )
         body = {
             "model": self.model,
@@ -180,7 +187,12 @@ class OpenAIGenerator:
             data = line[5:].strip()
             if data == "[DONE]":
                 return
-            event: dict[str, Any] = json.loads(data)
+            try:
+                event: dict[str, Any] = json.loads(data)
+            except ValueError:
+                raise LLMError(
+                    f"the OpenAI-compatible server at {self.url} sent a malformed event: {data[:120]!r}"
+                ) from None
             if "error" in event:
                 error = event["error"]
                 message = error.get("message", error) if isinstance(error, dict) else error
@@ -210,6 +222,8 @@ def _llama_cpp_problem() -> str | None:
         import llama_cpp  # noqa: F401
     except ImportError as exc:
         return f"llama-cpp-python is not installed ({exc}); install the extra: pip install 'ragkb[llamacpp]'"
+    except (OSError, RuntimeError) as exc:  # the package is there but its native library is not usable
+        return f"llama-cpp-python is broken ({exc}); reinstall it: pip install --force-reinstall 'ragkb[llamacpp]'"
     return None
 
 
@@ -288,8 +302,12 @@ def _ollama_problem(settings: Settings) -> str | None:
         tags = response.json()
     except httpx.TransportError as exc:
         return str(_transport_error("Ollama", url, "RAGKB_OLLAMA_URL", _PROBE_TIMEOUT_S, exc))
-    except (httpx.HTTPStatusError, ValueError) as exc:
-        return f"Ollama at {url} answered /api/tags unexpectedly: {exc}"
+    except httpx.HTTPStatusError as exc:
+        return (
+            f"{url} does not answer like Ollama (HTTP {exc.response.status_code} on /api/tags); check RAGKB_OLLAMA_URL"
+        )
+    except ValueError:
+        return f"{url} does not answer like Ollama (no JSON from /api/tags); check RAGKB_OLLAMA_URL"
     wanted = _ollama_tag(settings.llm_model)
     names = {_ollama_tag(entry.get("model") or entry.get("name") or "") for entry in tags.get("models") or []}
     if wanted not in names:
@@ -311,12 +329,15 @@ class _Choice:
     reason: str
 
 
+def _configured(settings: Settings) -> str:
+    return f"configured (RAGKB_LLM_BACKEND={settings.llm_backend})"
+
+
 def _choose(settings: Settings) -> _Choice:
     backend = settings.llm_backend
-    configured = f"configured (RAGKB_LLM_BACKEND={backend})"
+    configured = _configured(settings)
     if backend == "ollama":
-        generator: Generator = OllamaGenerator(settings)
-        return _Choice(generator, f"{configured}: Ollama at {_ollama_base(settings.ollama_url)}")
+        return _Choice(OllamaGenerator(settings), f"{configured}: Ollama at {_ollama_base(settings.ollama_url)}")
     if backend == "openai":
         openai = OpenAIGenerator(settings)
         where = openai.url or "nowhere: RAGKB_OPENAI_URL is not set"
@@ -356,7 +377,10 @@ def backend_report(settings: Settings) -> dict[str, str]:
     A configured Ollama is probed too, so status shows a dead server before a user asks.
     """
     choice = _choose(settings)
-    reason = choice.reason
-    if settings.llm_backend == "ollama":
-        reason += f"; {_ollama_problem(settings) or f'reachable, serves {settings.llm_model}'}"
-    return {"backend": choice.generator.name, "reason": reason}
+    if settings.llm_backend != "ollama":
+        return {"backend": choice.generator.name, "reason": choice.reason}
+    serving = f"Ollama at {_ollama_base(settings.ollama_url)} serves {settings.llm_model}"
+    return {
+        "backend": choice.generator.name,
+        "reason": f"{_configured(settings)}: {_ollama_problem(settings) or serving}",
+    }
