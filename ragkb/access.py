@@ -82,8 +82,8 @@ def add_user(settings: Settings, name: str, password: str, groups: list[str]) ->
     """Create or replace a user; the file is rewritten atomically and kept private (0600)."""
     if settings.users_file is None:
         raise AccessError("set RAGKB_USERS_FILE (or users_file in ragkb.toml) first")
-    if not _NAME.match(name) or not all(_NAME.match(g) for g in groups):
-        raise AccessError("user and group names may use letters, digits and _ . @ - only")
+    if not _NAME.match(name) or not all(_NAME.match(g) and not g.startswith("__") for g in groups):
+        raise AccessError("user and group names may use letters, digits and _ . @ - only (groups may not start with __)")
     users = load_users(settings)
     users[name] = User(name, tuple(sorted(set(groups))), _hasher.hash(password))
     lines = []

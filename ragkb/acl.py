@@ -16,6 +16,10 @@ from ragkb.config import Settings
 # readable is decided at query time by `acl_default`, so changing the policy needs no re-ingest.
 UNRESTRICTED = "__unrestricted__"
 SIDECAR_SUFFIX = ".acl"
+NOBODY = "__nobody__"
+# Group names starting with this are ragkb's own markers: a user can never hold one.
+RESERVED_PREFIX = "__"
+_UNMATCHABLE = "__no_group__"
 
 
 def path_acl(path: Path, settings: Settings) -> list[str] | None:
@@ -23,7 +27,9 @@ def path_acl(path: Path, settings: Settings) -> list[str] | None:
     sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
     if sidecar.is_file():
         text = sidecar.read_text(encoding="utf-8", errors="replace")
-        return sorted({g.strip() for line in text.splitlines() for g in line.split(",") if g.strip() and not g.startswith("#")})
+        lines = [line.split("#", 1)[0] for line in text.splitlines()]
+        groups = sorted({g.strip() for line in lines for g in line.split(",") if g.strip()})
+        return groups or [NOBODY]  # an ACL file naming no group locks the document away
     best: tuple[int, list[str]] | None = None
     for source in settings.sources:
         root = source.path.expanduser().resolve()
@@ -44,16 +50,17 @@ def acl_filter(groups: list[str] | None, settings: Settings) -> models.Filter | 
     """None means no restriction (single-user mode: no users configured and no --user given)."""
     if groups is None:
         return None
-    allowed = set(groups)
+    allowed = {g for g in groups if not g.startswith(RESERVED_PREFIX)}
     if settings.acl_default == "public":
         allowed.add(UNRESTRICTED)
-    return models.Filter(must=[models.FieldCondition(key="acl", match=models.MatchAny(any=sorted(allowed) or ["__nobody__"]))])
+    return models.Filter(must=[models.FieldCondition(key="acl", match=models.MatchAny(any=sorted(allowed) or [_UNMATCHABLE]))])
 
 
 def may_read(groups: list[str] | None, acl: list[str] | None, settings: Settings) -> bool:
     """The same rule as `acl_filter`, for picking which of a document's paths a user may see."""
     if groups is None:
         return True
+    groups = [g for g in groups if not g.startswith(RESERVED_PREFIX)]
     if not acl:
         return settings.acl_default == "public"
     return bool(set(groups) & set(acl))
