@@ -39,7 +39,8 @@ RUN pip install torch==2.13.0 --index-url "${TORCH_INDEX_URL}"
 # torchvision is removed afterwards: unstructured[pdf] pulls it in, its PyPI build does not
 # match the CPU torch ("operator torchvision::nms does not exist") and ragkb never uses it
 # (see the Makefile).
-# .dockerignore lets only pyproject.toml, README.md, ragkb/, ui/ and ingest/ into the context.
+# .dockerignore lets only pyproject.toml, README.md, ragkb/, ui/, ingest/ and .streamlit/ (the
+# UI's settings, read from the working directory) into the context.
 WORKDIR /app
 COPY . .
 RUN CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install -e ".[llamacpp]" \

@@ -330,7 +330,7 @@ def test_dockerignore_keeps_the_build_inputs_only() -> None:
     patterns = [
         line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")
     ]
-    for needed in ("pyproject.toml", "README.md", "ragkb/cli.py", "ragkb/config.py", "ui/app.py", "ingest/ragkb-nightly", "ingest/ragkb-schedule"):
+    for needed in ("pyproject.toml", "README.md", "ragkb/cli.py", "ragkb/config.py", "ui/app.py", ".streamlit/config.toml", "ui/.streamlit/config.toml", "ingest/ragkb-nightly", "ingest/ragkb-schedule"):
         assert not dockerignored(needed, patterns), needed
     for secret in (".env", ".venv/bin/python", ".git/config", ".ragkb/manifest-ragkb.sqlite", "ragkb/__pycache__/cli.cpython-311.pyc",
                    "config/ragkb.toml", "docs/handbook.pdf", "data/beir/scifact/corpus.jsonl", "tests/test_deploy.py", "ragkb.egg-info/PKG-INFO"):  # fmt: skip
