@@ -1,0 +1,129 @@
+"""`ragkb eval ...`: retrieval quality on BEIR data, speed benchmarks, answer citations.
+
+Heavy imports happen inside the commands, so `ragkb --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+eval_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Evaluate retrieval quality and speed.")
+err = Console(stderr=True)
+out = Console()
+
+
+@eval_app.callback()
+def _group() -> None:
+    """Evaluate retrieval quality (BEIR), ingest/query speed, and answer citations."""
+
+
+def _base_settings(home: Optional[Path], chunk_words: Optional[int], **overrides: object):  # noqa: ANN202
+    from ragkb.config import Settings
+    from ragkb.evaluation import eval_settings
+
+    try:
+        base = Settings()
+    except Exception as exc:  # pydantic validation of ragkb.toml / RAGKB_* values
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    update = {key: value for key, value in overrides.items() if value is not None}
+    if update:
+        base = base.model_copy(update=update)
+    return eval_settings(base, home if home is not None else base.home / "eval", chunk_words)
+
+
+def _quiet() -> None:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("sentence_transformers", "transformers", "httpx", "unstructured", "pdfminer"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+@eval_app.command("retrieval")
+def retrieval(
+    dataset: Annotated[Path, typer.Option("--dataset", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")],
+    split: Annotated[str, typer.Option(help="qrels split to score (test; train for tuning)")] = "test",
+    home: Annotated[Optional[Path], typer.Option(help="Where the eval collection lives (default RAGKB_HOME/eval)")] = None,
+    collection: Annotated[Optional[str], typer.Option(help="Collection name (default beir-<dataset>-<model>-<chunking>)")] = None,
+    modes: Annotated[str, typer.Option(help="Comma-separated: dense,sparse,hybrid,rerank")] = "dense,sparse,hybrid,rerank",
+    chunk_words: Annotated[int, typer.Option(help="Chunk size in words; 0 = whole documents (BEIR protocol)")] = 0,
+    fusion: Annotated[Optional[str], typer.Option(help="rrf or dbsf (default RAGKB_FUSION)")] = None,
+    prefetch_k: Annotated[Optional[int], typer.Option(help="Hybrid prefetch depth (at least --depth)")] = None,
+    depth: Annotated[int, typer.Option(help="Chunks retrieved per query; 0 = enough for Recall@100")] = 0,
+    embed_model: Annotated[Optional[Path], typer.Option(help="Local sentence-transformers folder (RAGKB_EMBED_MODEL)")] = None,
+    query_prefix: Annotated[Optional[str], typer.Option(help="Query instruction, e.g. for bge models")] = None,
+    reranker: Annotated[Optional[Path], typer.Option(help="Local cross-encoder folder (RAGKB_RERANKER_MODEL)")] = None,
+    max_queries: Annotated[Optional[int], typer.Option(help="Score only the first N judged queries")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the full report as JSON")] = False,
+    save: Annotated[Optional[Path], typer.Option(help="Also write the JSON report to this file")] = None,
+) -> None:
+    """nDCG@10, Recall@10/100 and MRR@10 of dense, sparse, hybrid and hybrid+rerank retrieval."""
+    from ragkb.evaluation import MODES, evaluate_retrieval, markdown_table
+    from ragkb.ingest import IngestLocked
+    from ragkb.models import ModelUnavailable
+    from ragkb.store import StoreError
+
+    _quiet()
+    wanted = [m.strip() for m in modes.split(",") if m.strip()]
+    unknown = [m for m in wanted if m not in MODES]
+    if unknown:
+        err.print(f"[red]error:[/red] unknown mode(s) {unknown}; choose from {', '.join(MODES)}")
+        raise typer.Exit(2)
+    if fusion is not None and fusion not in ("rrf", "dbsf"):
+        err.print("[red]error:[/red] --fusion must be rrf or dbsf")
+        raise typer.Exit(2)
+    settings = _base_settings(
+        home, chunk_words, fusion=fusion, prefetch_k=prefetch_k, embed_model=embed_model,
+        query_prefix=query_prefix, reranker_model=reranker,
+    )
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if not json_out:
+            err.print(f"[dim]{stage}: {done}/{total}[/dim]", highlight=False)
+
+    try:
+        report = evaluate_retrieval(
+            dataset, settings, collection=collection, split=split, modes=wanted, depth=depth,
+            max_queries=max_queries, progress=progress,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    except IngestLocked as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(75) from exc
+    except (StoreError, ModelUnavailable) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    data = report.to_dict()
+    if save:
+        save.parent.mkdir(parents=True, exist_ok=True)
+        save.write_text(json.dumps(data, indent=2))
+    if json_out:
+        print(json.dumps(data))
+        return
+    ing = report.ingest
+    out.print(
+        f"[bold]{report.dataset}[/bold] ({report.split}: {report.queries} queries, {report.documents} documents, "
+        f"{report.chunks} chunks) in collection [bold]{report.collection}[/bold] under {report.home}"
+    )
+    out.print(
+        f"ingest: added {ing['added']}, updated {ing['updated']}, unchanged {ing['unchanged']}, "
+        f"deleted {ing['deleted']}; {ing['chunks']} chunks embedded in {ing['seconds']:.1f}s"
+    )
+    out.print(f"model: {report.embed_model}; settings: {report.settings}")
+    out.print(f"reranker: {report.reranker}")
+    out.print(markdown_table(report), highlight=False)
+    out.print(f"total {report.seconds:.0f}s")
+
+
+if __name__ == "__main__":  # `python -m ragkb.eval_cli ...` works without the `ragkb eval` entry too
+    eval_app()

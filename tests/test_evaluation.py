@@ -1,0 +1,181 @@
+"""Evaluation: metrics on hand-computed examples, and a tiny BEIR set through the real pipeline."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragkb.config import Settings
+from ragkb.evaluation import (
+    evaluate_retrieval,
+    evaluate_run,
+    load_beir,
+    load_qrels,
+    max_pool,
+    mrr_at_k,
+    ndcg_at_k,
+    percentile,
+    recall_at_k,
+)
+
+
+# --- metrics -------------------------------------------------------------------------------------
+def test_ndcg_graded_by_hand() -> None:
+    judgements = {"a": 1, "c": 2, "d": 1}
+    # DCG = 1/log2(2) + 0/log2(3) + 2/log2(4) = 1 + 0 + 1 = 2
+    # IDCG = 2/log2(2) + 1/log2(3) + 1/log2(4) = 2 + 0.63093 + 0.5 = 3.13093
+    assert ndcg_at_k(["a", "b", "c"], judgements, 10) == pytest.approx(2 / (2 + 1 / math.log2(3) + 0.5))
+    assert ndcg_at_k(["c", "a", "d"], judgements, 10) == pytest.approx(1.0)
+    # cut at k=1: DCG = 1, IDCG = 2 (the best single document has grade 2)
+    assert ndcg_at_k(["a", "c"], judgements, 1) == pytest.approx(0.5)
+    assert ndcg_at_k(["x", "y"], judgements, 10) == 0.0
+    assert ndcg_at_k([], judgements, 10) == 0.0
+
+
+def test_grade_zero_is_not_relevant() -> None:
+    judgements = {"a": 0, "b": 1}
+    assert mrr_at_k(["a", "b"], judgements, 10) == 0.5
+    assert recall_at_k(["a"], judgements, 10) == 0.0
+    assert ndcg_at_k(["a", "b"], judgements, 10) == pytest.approx(1 / math.log2(3))
+    assert ndcg_at_k(["a"], {"a": 0}, 10) == 0.0  # no relevant document: 0, not a division by zero
+
+
+def test_recall_and_mrr_by_hand() -> None:
+    judgements = {"a": 1, "c": 1, "d": 1}
+    assert recall_at_k(["a", "b", "c"], judgements, 2) == pytest.approx(1 / 3)
+    assert recall_at_k(["a", "b", "c"], judgements, 3) == pytest.approx(2 / 3)
+    assert mrr_at_k(["b", "x", "c"], judgements, 10) == pytest.approx(1 / 3)
+    assert mrr_at_k(["b", "x", "c"], judgements, 2) == 0.0
+
+
+def test_evaluate_run_averages_over_judged_queries() -> None:
+    qrels = {"q1": {"a": 1}, "q2": {"b": 2, "c": 1}, "q3": {"z": 0}}  # q3 has nothing relevant: skipped
+    run = {"q1": ["a"], "q2": ["x", "c"]}  # q2 finds c at rank 2
+    scores = evaluate_run(run, qrels)
+    q2_ndcg = (1 / math.log2(3)) / (2 + 1 / math.log2(3))
+    assert scores["ndcg@10"] == pytest.approx((1 + q2_ndcg) / 2, abs=1e-4)
+    assert scores["recall@10"] == pytest.approx((1 + 0.5) / 2)
+    assert scores["mrr@10"] == pytest.approx((1 + 0.5) / 2)
+    missing = evaluate_run({"q1": ["a"]}, qrels)  # a query with no result counts as 0
+    assert missing["mrr@10"] == pytest.approx(0.5)
+
+
+def test_max_pool_merges_chunks_by_best_score() -> None:
+    hits = [(["d1"], 0.9), (["d2"], 0.8), (["d1"], 0.7), (["d3", "d4"], 0.6), (["d2"], 0.95)]
+    assert max_pool(hits) == ["d2", "d1", "d3", "d4"]
+
+
+def test_percentile_matches_numpy_linear() -> None:
+    values = [10.0, 20.0, 30.0, 40.0]
+    assert percentile(values, 50) == 25.0
+    assert percentile(values, 95) == pytest.approx(38.5)
+    assert percentile([7.0], 95) == 7.0
+
+
+def test_load_qrels_skips_header(tmp_path: Path) -> None:
+    path = tmp_path / "test.tsv"
+    path.write_text("query-id\tcorpus-id\tscore\n1\t10\t1\n1\t11\t2\n2\t12\t0\n")
+    assert load_qrels(path) == {"1": {"10": 1, "11": 2}, "2": {"12": 0}}
+
+
+# --- a tiny BEIR dataset end to end --------------------------------------------------------------
+DOCS = {
+    "d1": ("Photosynthesis", "Plants convert sunlight, water and carbon dioxide into glucose and oxygen in chloroplasts."),
+    "d2": ("Volcanoes", "Magma rises through the crust and erupts as lava, ash and volcanic gases."),
+    "d3": ("Insulin", "The pancreas releases insulin, a hormone that lowers blood glucose by helping cells absorb sugar."),
+    "d4": ("Black holes", "A black hole is a region of spacetime where gravity is so strong that not even light escapes."),
+    "d5": ("Coffee", "Caffeine in coffee blocks adenosine receptors in the brain and reduces the feeling of tiredness."),
+    "d6": ("Tides", "Ocean tides are caused by the gravitational pull of the Moon and the Sun on the Earth's water."),
+    "d7": ("Vaccines", "Vaccines train the immune system to recognise a pathogen by exposing it to a harmless antigen."),
+    "d8": ("Bread", "Yeast ferments sugars in dough, producing carbon dioxide bubbles that make bread rise."),
+    "d9": ("Earthquakes", "Earthquakes happen when tectonic plates slip along faults and release stored elastic energy."),
+    "d10": ("Antibiotics", "Penicillin kills bacteria by blocking the synthesis of their cell walls."),
+}
+QUERIES = {
+    "q1": "How do plants turn light into sugar?",
+    "q2": "Which hormone reduces blood sugar levels?",
+    "q3": "What makes the sea level rise and fall twice a day?",
+    "q4": "unjudged question about bread",
+}
+QRELS = [("q1", "d1", 1), ("q2", "d3", 2), ("q3", "d6", 1), ("q3", "d4", 0)]
+
+
+def make_beir(root: Path) -> Path:
+    root.mkdir(parents=True)
+    with (root / "corpus.jsonl").open("w") as handle:
+        for doc_id, (title, text) in DOCS.items():
+            handle.write(json.dumps({"_id": doc_id, "title": title, "text": text}) + "\n")
+    with (root / "queries.jsonl").open("w") as handle:
+        for qid, text in QUERIES.items():
+            handle.write(json.dumps({"_id": qid, "text": text, "metadata": {}}) + "\n")
+    (root / "qrels").mkdir()
+    rows = "".join(f"{q}\t{d}\t{g}\n" for q, d, g in QRELS)
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + rows)
+    return root
+
+
+def test_load_beir_keeps_judged_queries(tmp_path: Path) -> None:
+    dataset = load_beir(make_beir(tmp_path / "tiny"))
+    assert set(dataset.queries) == {"q1", "q2", "q3"}
+    assert dataset.qrels["q3"] == {"d6": 1, "d4": 0}
+    assert dataset.corpus_size() == 10
+    assert next(dataset.records()) == ("d1", *DOCS["d1"])
+    with pytest.raises(FileNotFoundError):
+        load_beir(tmp_path)
+
+
+def test_tiny_beir_end_to_end(tmp_path: Path, embedder) -> None:
+    data = make_beir(tmp_path / "tiny")
+    settings = Settings(home=tmp_path / "home", chunk_words=100_000)
+    report = evaluate_retrieval(data, settings, embedder=embedder)
+    assert report.ingest["added"] == 10 and report.chunks == 10 and report.queries == 3
+    by_mode = {r.mode: r for r in report.results}
+    assert set(by_mode) == {"dense", "sparse", "hybrid", "hybrid+rerank"}
+    assert by_mode["hybrid+rerank"].metrics is None and "RAGKB_RERANKER_MODEL" in by_mode["hybrid+rerank"].note
+    for mode in ("dense", "sparse", "hybrid"):
+        metrics = by_mode[mode].metrics
+        assert metrics is not None and set(metrics) == {"ndcg@10", "recall@10", "recall@100", "mrr@10"}
+        assert by_mode[mode].latency_ms["p50"] > 0
+    # q3 ("sea level rise and fall") shares no keyword with the tides document: only the dense
+    # side finds it, which is what hybrid adds over keywords.
+    assert by_mode["sparse"].metrics["recall@10"] == pytest.approx(2 / 3, abs=1e-3)
+    assert by_mode["dense"].metrics["recall@10"] == 1.0
+    assert by_mode["hybrid"].metrics["recall@10"] == 1.0
+    assert by_mode["dense"].metrics["mrr@10"] == 1.0  # each query's document ranks first
+    assert by_mode["hybrid"].metrics["ndcg@10"] > 0.8
+    # The manifest makes a rerun cheap: nothing is embedded again.
+    again = evaluate_retrieval(data, settings, modes=("hybrid",), embedder=embedder)
+    assert again.ingest["unchanged"] == 10 and again.ingest["chunks"] == 0
+    assert again.results[0].metrics == by_mode["hybrid"].metrics
+
+
+def test_chunked_documents_are_scored_once(tmp_path: Path, embedder) -> None:
+    data = make_beir(tmp_path / "tiny")
+    settings = Settings(home=tmp_path / "home", chunk_words=8, chunk_overlap_words=0)
+    report = evaluate_retrieval(data, settings, modes=("hybrid",), embedder=embedder)
+    assert report.chunks > 10  # documents were split...
+    metrics = report.results[0].metrics
+    assert metrics is not None and metrics["recall@10"] == 1.0  # ...and merged back to 10 documents
+    assert metrics["mrr@10"] >= 0.5
+
+
+def test_cli_retrieval_json(tmp_path: Path, embedder) -> None:
+    from ragkb.eval_cli import eval_app
+
+    data = make_beir(tmp_path / "tiny")
+    result = CliRunner().invoke(
+        eval_app,
+        ["retrieval", "--dataset", str(data), "--home", str(tmp_path / "home"), "--modes", "sparse,hybrid,rerank", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["collection"] == "beir-tiny-minilm-whole"
+    modes = {r["mode"]: r for r in report["results"]}
+    assert modes["hybrid"]["metrics"]["recall@10"] == 1.0
+    assert modes["hybrid+rerank"]["metrics"] is None
+    bad = CliRunner().invoke(eval_app, ["retrieval", "--dataset", str(tmp_path), "--home", str(tmp_path / "h2")])
+    assert bad.exit_code == 2
