@@ -15,11 +15,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ragkb.config import Settings
-from ragkb.ingest import IngestLocked, Ingestor, IngestReport
+from ragkb.ingest import FINAL_OUTCOMES, IngestLocked, Ingestor, IngestReport
 from ragkb.models import ModelUnavailable
 from ragkb.store import StoreError
 
@@ -34,7 +35,7 @@ def _settings(collection: str | None = None) -> Settings:
     try:
         settings = Settings()
     except Exception as exc:  # pydantic validation of ragkb.toml / RAGKB_* values
-        err.print(f"[red]configuration error:[/red] {exc}")
+        err.print(f"[red]configuration error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     if collection:
         settings = settings.model_copy(update={"collection": collection})
@@ -50,7 +51,7 @@ def _quiet_libraries(verbose: bool) -> None:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code)
 
 
@@ -104,9 +105,11 @@ def _run_with_progress(ingestor: Ingestor, roots: list[Path]) -> IngestReport:
         def on_total(count: int) -> None:
             progress.update(task, total=count, description="")
 
-        def on_file(path: str, outcome: str) -> None:
-            if outcome != "unchanged":
-                progress.update(task, advance=1, description=f"{outcome}: {Path(path).name}")
+        def on_file(path: str, event: str) -> None:
+            if event == "unchanged":
+                return
+            advance = 1 if event in FINAL_OUTCOMES else 0
+            progress.update(task, advance=advance, description=f"{event}: {Path(path).name}")
 
         return ingestor.run(roots, progress=on_file, total=on_total)
 
@@ -170,6 +173,8 @@ def _print_status(info: dict[str, Any]) -> None:
     for key, value in info.items():
         if key == "failed":
             continue
+        if key == "last_run" and value:
+            value = _describe_run(value)
         table.add_row(f"[bold]{key}[/bold]", json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
     out.print(table)
     if info.get("failed"):
@@ -325,6 +330,19 @@ def ui(
         "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
     ]
     raise typer.Exit(subprocess.call(command))
+
+
+def _describe_run(run: dict[str, Any]) -> str:
+    import datetime
+
+    started = datetime.datetime.fromtimestamp(float(run["started_at"])).strftime("%Y-%m-%d %H:%M:%S")
+    summary = run.get("summary")
+    if not summary:
+        return f"started {started}, did not finish (killed or still running)"
+    return (
+        f"{started}: added {summary['added']}, updated {summary['updated']}, unchanged {summary['unchanged']}, "
+        f"deleted {summary['deleted']}, failed {len(summary['failed'])}, {summary['chunks']} chunks in {summary['seconds']:.1f}s"
+    )
 
 
 def main() -> None:

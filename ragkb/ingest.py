@@ -68,8 +68,10 @@ class IngestReport:
         return 1 if self.failed else 0
 
 
+FINAL_OUTCOMES = frozenset({"added", "updated", "unchanged", "failed", "deleted"})
 ProgressCallback = Callable[[str, str], None]
-"""Called as (path, outcome) once per file; outcome is added|updated|unchanged|failed|deleted."""
+"""Called as (path, event): once per file with one of FINAL_OUTCOMES, and with stage events
+(e.g. "embedding 3120 chunks") before long steps so a huge file visibly makes progress."""
 
 
 @dataclass(frozen=True)
@@ -228,34 +230,46 @@ class Ingestor:
                 found[path] = _Candidate(path, stat.st_size, stat.st_mtime_ns, acl_rules.path_acl(path, self.settings))
         return list(found.values()), skipped, missing
 
+    def _doc_id(self, sha: str, path: Path) -> str:
+        """The same bytes parse differently as .txt and .pdf, and a changed pipeline must re-embed."""
+        return hashlib.sha256(f"{sha}|{document_type(path)}|{self.pipeline_signature()}".encode()).hexdigest()[:32]
+
     def _diff(self, candidates: list[_Candidate], report: IngestReport, notify: ProgressCallback) -> list[_Work]:
         work: list[_Work] = []
         for candidate in candidates:
             key = str(candidate.path)
             previous = self.manifest.source(key)
-            same_stat = previous is not None and (previous.size, previous.mtime_ns) == (candidate.size, candidate.mtime_ns)
-            if same_stat and previous is not None and previous.status == mf.FAILED:
-                report.failed.append(FileFailure(key, previous.error or "failed"))
-                notify(key, "failed")
-                continue
-            stored = previous is not None and previous.doc_id is not None and self.manifest.doc_state(previous.doc_id) == mf.READY
-            if same_stat and stored and previous is not None and previous.acl == _norm(candidate.acl):
-                report.unchanged += 1
-                notify(key, "unchanged")
-                continue
+            same_acl = previous is not None and previous.acl == _norm(candidate.acl)
+            if (
+                previous is not None
+                and (previous.size, previous.mtime_ns) == (candidate.size, candidate.mtime_ns)
+                and previous.sha256 is not None
+                and previous.doc_id == self._doc_id(previous.sha256, candidate.path)
+            ):  # same bytes as last time, handled by the same pipeline: no need to hash again
+                if previous.status == mf.FAILED:
+                    report.failed.append(FileFailure(key, previous.error or "failed"))
+                    notify(key, "failed")
+                    continue
+                if same_acl and self.manifest.doc_state(previous.doc_id) == mf.READY:
+                    report.unchanged += 1
+                    notify(key, "unchanged")
+                    continue
             try:
                 sha = sha256_file(candidate.path)
             except OSError as exc:
                 report.failed.append(FileFailure(key, f"cannot read file: {exc.strerror or exc}"))
                 notify(key, "failed")
                 continue
-            # The same bytes parse differently as .txt and .pdf, so the type is part of the identity.
-            doc_type = document_type(candidate.path)
-            doc_id = hashlib.sha256(f"{sha}|{doc_type}|{self.pipeline_signature()}".encode()).hexdigest()[:32]
-            if stored and previous is not None and previous.status == mf.OK and previous.doc_id == doc_id:
+            doc_id = self._doc_id(sha, candidate.path)
+            if (
+                previous is not None
+                and previous.status == mf.OK
+                and previous.doc_id == doc_id
+                and self.manifest.doc_state(doc_id) == mf.READY
+            ):  # touched but identical
                 with self.manifest.transaction():
                     self.manifest.touch_source(key, candidate.size, candidate.mtime_ns)
-                if previous.acl == _norm(candidate.acl):
+                if same_acl:
                     report.unchanged += 1
                     notify(key, "unchanged")
                     continue
@@ -283,6 +297,8 @@ class Ingestor:
                 report.failed.append(FileFailure(key, str(parsed)))
                 notify(key, "failed")
                 continue
+            if parsed:
+                notify(key, f"embedding {len(parsed)} chunks")
             try:
                 report.chunks += self._write(item, parsed)
             except ParseError as exc:
@@ -427,7 +443,7 @@ class Ingestor:
         with self.manifest.transaction():
             self.manifest.put_source(
                 key,
-                doc_id=None,
+                doc_id=item.doc_id,  # with sha256, lets the next run reuse the verdict for the same bytes
                 size=item.candidate.size,
                 mtime_ns=item.candidate.mtime_ns,
                 sha256=item.sha256,
@@ -437,7 +453,6 @@ class Ingestor:
             )
         if old_doc:
             self._release_doc(old_doc)
-
 
     def ingest_records(
         self,

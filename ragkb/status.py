@@ -6,6 +6,7 @@ from typing import Any
 
 from ragkb import manifest as mf
 from ragkb.config import Settings
+from ragkb.llm import backend_report
 from ragkb.models import embedding_choice, reranker_choice
 from ragkb.store import Store
 
@@ -37,6 +38,7 @@ def collect_status(settings: Settings, store: Store | None = None) -> dict[str, 
         "chunks_in_manifest": chunks_in_manifest,
         "embedding_model": embed.reason if embed.available else f"unavailable: {embed.reason}",
         "reranker": rerank.reason,
+        "llm": backend_report(settings),
         "last_run": last_run,
         "failed": [{"path": row.path, "error": row.error} for row in rows if row.status == mf.FAILED],
     }

@@ -46,7 +46,13 @@ def point_id(doc_id: str, chunk_index: int) -> str:
 def open_client(settings: Settings) -> QdrantClient:
     if settings.qdrant_url:
         api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        return QdrantClient(url=settings.qdrant_url, api_key=api_key, timeout=60)
+        client = QdrantClient(url=settings.qdrant_url, api_key=api_key, timeout=60)
+        try:
+            client.get_collections()
+        except Exception as exc:  # connection refused, TLS, 401: all mean the same to an operator
+            client.close()
+            raise StoreError(f"cannot use the Qdrant server at {settings.qdrant_url}: {_reason(exc)}") from exc
+        return client
     settings.qdrant_path.mkdir(parents=True, exist_ok=True)
     try:
         with warnings.catch_warnings():
@@ -173,6 +179,11 @@ class Store:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
 
 
 def _doc_filter(doc_id: str) -> models.FilterSelector:

@@ -76,6 +76,16 @@ def test_changed_file_replaces_its_chunks(settings, embedder, docs):
     assert_consistent(ingestor)
 
 
+def test_changed_pipeline_settings_reembed_unchanged_files(settings, embedder, docs):
+    first = _ingestor(settings, embedder).run([docs])
+    smaller = settings.model_copy(update={"chunk_words": 40})
+    ingestor = _ingestor(smaller, embedder)
+    report = ingestor.run([docs])
+    assert (report.updated, report.unchanged) == (6, 0) and report.chunks > first.chunks
+    assert_consistent(ingestor)
+    assert ingestor.run([docs]).unchanged == 6
+
+
 def test_deleted_file_loses_its_chunks(settings, embedder, docs):
     ingestor = _ingestor(settings, embedder)
     ingestor.run([docs])
