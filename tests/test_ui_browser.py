@@ -1,0 +1,194 @@
+"""The UI for real: `ragkb ui` on loopback, driven by headless Chromium through Playwright.
+
+A question goes in through the chat box, the answer streams from the loopback Ollama server,
+a citation chip opens the source preview with the cited passage marked, the original file
+downloads, and the page never talks to any host but this machine.
+
+Needs Debian's chromium at /usr/bin/chromium (`make system-deps`); never `playwright install`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from conftest import FIXTURES, REPO
+from ollama_server import OllamaServer
+from ragkb.config import Settings
+from ragkb.ingest import Ingestor
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = REPO / "tests" / "artifacts"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+QUESTION = "When was the memo written?"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _cite_the_memo(messages: list[dict[str, str]]) -> Iterator[str]:
+    """Cite whichever passage number the memo got; slow enough that streaming is visible."""
+    prompt = messages[-1]["content"]
+    found = re.search(r"\[(\d+)\] \(fake-memo\.pdf", prompt)
+    n = found.group(1) if found else "1"
+    words = f"According to the memo, it is dated May 5, 2023 [{n}].".split(" ")
+
+    def stream() -> Iterator[str]:
+        for i, word in enumerate(words):
+            time.sleep(0.15)
+            yield word if i == 0 else " " + word
+
+    return stream()
+
+
+@pytest.fixture(scope="module")
+def ui_home(tmp_path_factory: pytest.TempPathFactory, embedder) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("ui-browser")
+    docs = root / "docs"
+    shutil.copytree(FIXTURES / "docs", docs)
+    for path in docs.iterdir():
+        path.chmod(0o644)
+    home = root / "home"
+    ingestor = Ingestor(Settings(home=home), embedder=embedder)
+    try:
+        assert ingestor.run([docs]).added == 6
+    finally:
+        ingestor.close()  # the UI process must be able to open the embedded Qdrant folder
+    return home, docs
+
+
+@pytest.fixture
+def running_ui(ui_home: tuple[Path, Path]) -> Iterator[tuple[str, OllamaServer]]:
+    home, _ = ui_home
+    port = _free_port()
+    with OllamaServer(_cite_the_memo) as ollama_server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAGKB_")}
+        env.update(
+            RAGKB_CONFIG="/nonexistent/ragkb.toml",
+            RAGKB_HOME=str(home),
+            RAGKB_LLM_BACKEND="ollama",
+            RAGKB_OLLAMA_URL=ollama_server.url,
+        )
+        ragkb = Path(sys.executable).with_name("ragkb")
+        log = (home.parent / "ui.log").open("wb")
+        # `ragkb ui` runs streamlit as its child: a session of its own lets the test stop both.
+        proc = subprocess.Popen(
+            [str(ragkb), "ui", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                assert proc.poll() is None, (home.parent / "ui.log").read_text()
+                try:
+                    if httpx.get(f"{url}/_stcore/health", timeout=2).text == "ok":
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the UI did not come up in 90 s"
+                time.sleep(0.5)
+            yield url, ollama_server
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=20)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+            log.close()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (make system-deps)")
+def test_ask_in_a_real_browser_and_open_a_citation(running_ui: tuple[str, OllamaServer], ui_home: tuple[Path, Path]):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, ollama_server = running_ui
+    _, docs = ui_home
+    requests: list[str] = []
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+            page = context.new_page()
+            page.on("request", lambda request: requests.append(request.url))
+            page.on("websocket", lambda ws: requests.append(ws.url))
+            page.goto(url, wait_until="domcontentloaded")
+
+            chat_box = page.locator('[data-testid="stChatInput"] textarea')
+            expect(chat_box).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("ollama:llama3.2:3b").first).to_be_visible(timeout=30_000)
+            chat_box.fill(QUESTION)
+            chat_box.press("Enter")
+            # Streamed, not shown at once: the first words are on screen before the last exist.
+            page.wait_for_function(
+                """() => {
+                    const text = [...document.querySelectorAll('[data-testid="stChatMessage"]')].map(m => m.innerText).join(' ');
+                    return text.includes('According to the memo') && !text.includes('2023');
+                }""",
+                timeout=60_000,
+                polling=50,
+            )
+
+            chip = page.get_by_role("radio", name=re.compile(r"^\[\d+\] fake-memo\.pdf p\.1$"))
+            expect(chip).to_be_visible(timeout=90_000)
+            answer = page.locator('[data-testid="stChatMessage"]').nth(1)
+            expect(answer).to_contain_text("dated May 5, 2023")
+            expect(answer).to_contain_text(re.compile(r"Answered by ollama:llama3\.2:3b · retrieve [\d,]+ ms"))
+            assert len(ollama_server.requests_to("/api/chat")) == 1
+
+            chip.click()
+            marked = page.locator(".ragkb-source mark")
+            expect(marked).to_be_visible(timeout=30_000)
+            expect(marked).to_contain_text("May 5, 2023")
+            expect(page.get_by_text(re.compile(r"fake-memo\.pdf.*page 1")).first).to_be_visible()
+            download_button = page.get_by_role("button", name=re.compile("Download fake-memo.pdf"))
+            expect(download_button).to_be_visible()
+            page.wait_for_timeout(500)  # let the preview settle before the picture
+            page.screenshot(path=str(ARTIFACTS / "ui.png"), full_page=True)
+
+            with page.expect_download(timeout=30_000) as download_info:
+                download_button.click()
+            download = download_info.value
+            assert download.suggested_filename == "fake-memo.pdf"
+            assert Path(download.path()).read_bytes() == (docs / "fake-memo.pdf").read_bytes()
+        finally:
+            browser.close()
+
+    assert requests, "the page made no request at all?"
+    outside = sorted({u for u in requests if urlsplit(u).scheme not in ("data", "blob") and urlsplit(u).hostname not in LOOPBACK})
+    assert not outside, f"the page reached beyond loopback: {outside}"
