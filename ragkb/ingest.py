@@ -131,6 +131,7 @@ class Ingestor:
         self.collection = collection or settings.collection
         self._embedder = embedder
         self._store = store
+        self._owns_store = store is None  # a store passed in (the UI's) outlives this run
         self._manifest: mf.Manifest | None = None
 
     # Opened lazily: a run with nothing to embed should not pay for loading the model.
@@ -155,7 +156,7 @@ class Ingestor:
     def close(self) -> None:
         if self._manifest is not None:
             self._manifest.close()
-        if self._store is not None:
+        if self._store is not None and self._owns_store:
             self._store.close()
 
     def pipeline_signature(self) -> str:

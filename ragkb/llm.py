@@ -49,6 +49,8 @@ class LLMError(RuntimeError):
 
 class Generator(Protocol):
     name: str
+    # False for a base model without a chat template: it needs a prompt that shows, not tells.
+    instruction_tuned: bool
 
     def stream(self, system: str, user: str) -> Iterator[str]: ...
 
@@ -81,6 +83,8 @@ def _transport_error(service: str, url: str, setting: str, timeout_s: float, exc
 
 class OllamaGenerator:
     """Chat with a model served by Ollama, through the official client."""
+
+    instruction_tuned = True
 
     def __init__(self, settings: Settings) -> None:
         self.url = _ollama_base(settings.ollama_url)
@@ -139,6 +143,8 @@ def _error_message(response: httpx.Response) -> str:
 
 class OpenAIGenerator:
     """Chat completions from any OpenAI-compatible server (llama-server, vLLM, LocalAI)."""
+
+    instruction_tuned = True
 
     def __init__(self, settings: Settings) -> None:
         self.url = settings.openai_url.rstrip("/") if settings.openai_url else None
@@ -244,6 +250,8 @@ def completion_prompt(system: str, user: str) -> str:
 class LlamaCppGenerator:
     """Embedded llama.cpp: no server, no network, the packaged Gemma 3 270M by default."""
 
+    instruction_tuned = False
+
     def __init__(self, settings: Settings, model: ModelChoice) -> None:
         self._model = model
         self._max_tokens = settings.max_answer_tokens
@@ -281,6 +289,8 @@ class LlamaCppGenerator:
 
 class NoGenerator:
     """Generates nothing: answer.py then shows the retrieved passages with their citations."""
+
+    instruction_tuned = True
 
     name = "none"
 
