@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ragkb.config import Settings
+from ragkb.eval_cli import eval_app
 from ragkb.ingest import FINAL_OUTCOMES, IngestLocked, Ingestor, IngestReport
 from ragkb.models import ModelUnavailable
 from ragkb.store import StoreError
@@ -274,6 +275,7 @@ users_app = typer.Typer(help="Manage UI/CLI users and their groups.", no_args_is
 audit_app = typer.Typer(help="Inspect the audit log.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
+app.add_typer(eval_app, name="eval")
 
 
 
