@@ -125,5 +125,57 @@ def retrieval(
     out.print(f"total {report.seconds:.0f}s")
 
 
+@eval_app.command("bench")
+def bench(
+    dataset: Annotated[Path, typer.Option("--dataset", help="BEIR folder whose corpus supplies the documents")],
+    workdir: Annotated[Path, typer.Option(help="Scratch folder (deleted and recreated)")] = Path("/tmp/ragkb-bench"),
+    documents: Annotated[int, typer.Option(help="How many corpus documents to ingest")] = 500,
+    queries: Annotated[int, typer.Option(help="Questions for retrieval latency")] = 100,
+    llm_questions: Annotated[int, typer.Option(help="Questions answered by the embedded LLM")] = 10,
+    save: Annotated[Optional[Path], typer.Option(help="Write the JSON result to this file")] = None,
+) -> None:
+    """Ingest throughput vs llama-index, query/answer latency p50/p95, peak memory."""
+    from ragkb.config import Settings
+    from ragkb.eval_bench import run_benchmark
+
+    _quiet()
+    result = run_benchmark(
+        dataset, workdir, documents=documents, queries=queries, llm_questions=llm_questions,
+        base=Settings(), log=lambda message: err.print(f"[dim]{message}[/dim]", highlight=False),
+    )
+    text = json.dumps(result, indent=2)
+    if save:
+        save.parent.mkdir(parents=True, exist_ok=True)
+        save.write_text(text)
+    print(text)
+
+
+@eval_app.command("answers")
+def answers(
+    dataset: Annotated[Path, typer.Option("--dataset", help="SQuAD-format JSON (e.g. PolicyQA test.json)")],
+    home: Annotated[Optional[Path], typer.Option(help="Where the eval collection lives (default RAGKB_HOME/eval)")] = None,
+    documents: Annotated[int, typer.Option(help="How many articles (policies) to ingest, paragraph per file")] = 2,
+    questions: Annotated[int, typer.Option(help="Questions asked with backend none")] = 60,
+    llm_questions: Annotated[Optional[int], typer.Option(help="Questions for generating backends (default: all)")] = None,
+    backends: Annotated[str, typer.Option(help="Comma-separated backends")] = "none,llamacpp,ollama",
+    save: Annotated[Optional[Path], typer.Option(help="Write the JSON result to this file")] = None,
+) -> None:
+    """Share of answers whose citations include the gold passage, per generation backend."""
+    from ragkb.eval_answers import evaluate_answers
+
+    _quiet()
+    settings = _base_settings(home, None)
+    result = evaluate_answers(
+        dataset, settings, titles=documents, questions=questions,
+        backends=tuple(b.strip() for b in backends.split(",") if b.strip()), llm_questions=llm_questions,
+        log=lambda message: err.print(f"[dim]{message}[/dim]", highlight=False),
+    )
+    text = json.dumps(result, indent=2)
+    if save:
+        save.parent.mkdir(parents=True, exist_ok=True)
+        save.write_text(text)
+    print(text)
+
+
 if __name__ == "__main__":  # `python -m ragkb.eval_cli ...` works without the `ragkb eval` entry too
     eval_app()
