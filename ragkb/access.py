@@ -17,12 +17,15 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from ragkb.config import Settings
+
+if TYPE_CHECKING:
+    from ragkb.answer import AnswerResult
 
 _GENESIS = "0" * 64
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
@@ -152,6 +155,20 @@ def audit(
         handle.flush()
         os.fsync(handle.fileno())
     return record
+
+
+def audit_answer(settings: Settings, result: AnswerResult, *, user: str | None, channel: str) -> dict[str, Any]:
+    """The record every channel (CLI, UI) writes for an answered question."""
+    return audit(
+        settings,
+        user=user,
+        question=result.question,
+        doc_ids=[c.doc_id for c in result.passages],
+        sources=[c.source for c in result.passages],
+        backend=result.backend,
+        channel=channel,
+        flagged=result.flagged,
+    )
 
 
 @dataclass(frozen=True)

@@ -213,7 +213,7 @@ def ask(
 ) -> None:
     """Answer a question from the documents, citing file, page and passage."""
     _quiet_libraries(False)
-    from ragkb.access import audit
+    from ragkb.access import audit_answer
     from ragkb.answer import Answerer
     from ragkb.llm import LLMError
     from ragkb.retrieve import Filters
@@ -234,16 +234,7 @@ def ask(
     except (StoreError, ModelUnavailable, LLMError) as exc:
         raise _fail(str(exc)) from exc
     assert result is not None
-    audit(
-        settings,
-        user=user,
-        question=question,
-        doc_ids=[c.doc_id for c in result.passages],
-        sources=[c.source for c in result.passages],
-        backend=result.backend,
-        channel="cli",
-        flagged=result.flagged,
-    )
+    audit_answer(settings, result, user=user, channel="cli")
     if json_out:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
     else:

@@ -139,16 +139,7 @@ def _ask(question: str) -> dict[str, Any]:
         assert result is not None
         msg = {"id": msg_id, "role": "assistant", "result": result}
         try:
-            access.audit(
-                settings,
-                user=identity.name,
-                question=question,
-                doc_ids=[c.doc_id for c in result.passages],
-                sources=[c.source for c in result.passages],
-                backend=result.backend,
-                channel="ui",
-                flagged=result.flagged,
-            )
+            access.audit_answer(settings, result, user=identity.name, channel="ui")
         except OSError as exc:
             log.exception("audit log write failed")
             result.warnings.append(f"the audit log could not be written: {exc}")
