@@ -3,7 +3,8 @@
 Each paragraph of the chosen documents becomes one .txt file ingested through the normal file
 pipeline, so the gold passage of a question is the file holding the paragraph that contains its
 answer span. A citation "hits" when it comes from that file (or carries the same text, since
-identical paragraphs are stored once). For backend `none` the citations are the retrieved
+identical paragraphs are stored once). When the same question is annotated on several paragraphs
+of one document, each of them is a gold passage. For backend `none` the citations are the retrieved
 passages; for a generating backend they are the passages the answer actually cites.
 """
 
@@ -24,8 +25,8 @@ from ragkb.evaluation import latency_summary
 class QAItem:
     question: str
     answers: tuple[str, ...]
-    gold_path: str
-    gold_text: str
+    gold_paths: frozenset[str]
+    gold_texts: tuple[str, ...]
 
 
 def _norm(text: str) -> str:
@@ -36,7 +37,7 @@ def load_squad_subset(path: Path, titles: int, folder: Path) -> tuple[list[QAIte
     """Write the paragraphs of the first `titles` articles as files; returns questions and file count."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))["data"][:titles]
     folder.mkdir(parents=True, exist_ok=True)
-    items: list[QAItem] = []
+    asked: list[tuple[str, tuple[str, ...], str, str, str]] = []  # question, answers, article, file, context
     files = 0
     for article in data:
         slug = re.sub(r"[^A-Za-z0-9]+", "-", article.get("title") or "doc").strip("-").lower()
@@ -50,7 +51,16 @@ def load_squad_subset(path: Path, titles: int, folder: Path) -> tuple[list[QAIte
             for qa in paragraph["qas"]:
                 answers = tuple(a["text"] for a in qa.get("answers", []) if a.get("text"))
                 if answers:
-                    items.append(QAItem(qa["question"], answers, str(file.resolve()), context))
+                    asked.append((qa["question"], answers, slug, str(file.resolve()), context))
+    # PolicyQA asks the same question of several paragraphs of one policy: each of them holds an
+    # annotated answer span, so each is a gold passage for that question on that policy.
+    gold: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for question, _, slug, file_path, context in asked:
+        gold.setdefault((_norm(question), slug), []).append((file_path, context))
+    items = []
+    for question, answers, slug, _, _ in asked:
+        passages = gold[(_norm(question), slug)]
+        items.append(QAItem(question, answers, frozenset(p for p, _ in passages), tuple(c for _, c in passages)))
     return items, files
 
 
@@ -63,7 +73,10 @@ def _sample(items: list[QAItem], n: int) -> list[QAItem]:
 
 
 def _hit(citation: Any, item: QAItem) -> bool:
-    return citation.source == item.gold_path or _norm(item.gold_text) in _norm(citation.text)
+    if citation.source in item.gold_paths:
+        return True
+    text = _norm(citation.text)
+    return any(_norm(gold) in text for gold in item.gold_texts)
 
 
 def evaluate_answers(

@@ -163,13 +163,27 @@ def answers(
     """Share of answers whose citations include the gold passage, per generation backend."""
     from ragkb.eval_answers import evaluate_answers
 
+    from ragkb.ingest import IngestLocked
+    from ragkb.models import ModelUnavailable
+    from ragkb.store import StoreError
+
     _quiet()
     settings = _base_settings(home, None)
-    result = evaluate_answers(
-        dataset, settings, titles=documents, questions=questions,
-        backends=tuple(b.strip() for b in backends.split(",") if b.strip()), llm_questions=llm_questions,
-        log=lambda message: err.print(f"[dim]{message}[/dim]", highlight=False),
-    )
+    try:
+        result = evaluate_answers(
+            dataset, settings, titles=documents, questions=questions,
+            backends=tuple(b.strip() for b in backends.split(",") if b.strip()), llm_questions=llm_questions,
+            log=lambda message: err.print(f"[dim]{message}[/dim]", highlight=False),
+        )
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        err.print(f"[red]error:[/red] not a SQuAD-format file: {exc}")
+        raise typer.Exit(2) from exc
+    except IngestLocked as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(75) from exc
+    except (StoreError, ModelUnavailable) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
     text = json.dumps(result, indent=2)
     if save:
         save.parent.mkdir(parents=True, exist_ok=True)

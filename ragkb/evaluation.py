@@ -333,7 +333,9 @@ def evaluate_retrieval(
     store = Store(settings, collection)
     try:
         chunks = store.count()
-        depth = depth or max(100, math.ceil(100 * chunks / max(1, len(doc_map)) * 1.5))
+        if not depth:  # whole documents: 100 hits give Recall@100; split ones need headroom
+            per_doc = chunks / max(1, len(doc_map))
+            depth = 100 if per_doc <= 1.0 else math.ceil(150 * per_doc)
         run_settings = settings.model_copy(update={"prefetch_k": max(settings.prefetch_k, depth)})
         retriever = Retriever(run_settings, store=store, embedder=embedder)
         rerank_choice = reranker_choice(settings)

@@ -179,3 +179,28 @@ def test_cli_retrieval_json(tmp_path: Path, embedder) -> None:
     assert modes["hybrid+rerank"]["metrics"] is None
     bad = CliRunner().invoke(eval_app, ["retrieval", "--dataset", str(tmp_path), "--home", str(tmp_path / "h2")])
     assert bad.exit_code == 2
+
+
+# --- answer citations on a tiny SQuAD-format file ------------------------------------------------
+def test_answers_cite_gold_passage(tmp_path: Path, embedder) -> None:
+    from ragkb.eval_answers import evaluate_answers
+
+    paragraphs = [
+        ("We keep your email address for 30 days after you close your account.", "How long is my email kept?", "30 days"),
+        ("Cookies are used to remember your language and to measure site traffic.", "What are cookies used for?",
+         "to remember your language"),
+        ("You may ask us to delete your personal data by writing to privacy@example.com.",
+         "How can I have my data deleted?", "writing to privacy@example.com"),
+    ]
+    data = {"version": "1", "data": [{"title": "example.com", "paragraphs": [
+        {"context": context, "qas": [{"id": str(i), "question": q, "answers": [{"text": a, "answer_start": context.index(a)}]}]}
+        for i, (context, q, a) in enumerate(paragraphs)
+    ]}]}
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(data))
+    settings = Settings(home=tmp_path / "home", ollama_url="http://127.0.0.1:9")
+    report = evaluate_answers(path, settings, titles=1, questions=3, backends=("none", "ollama"), embedder=embedder, log=lambda m: None)
+    assert report["passages"] == 3 and report["ingest"]["added"] == 3
+    none = report["results"]["none"]
+    assert none["questions"] == 3 and none["citations_include_gold"] == 1.0 and none["gold_in_retrieved_top_k"] == 1.0
+    assert "unavailable" in report["results"]["ollama"]
