@@ -274,7 +274,8 @@ def run_queries(
             top = retriever.retrieve(text, top_k=rerank_depth, mode="hybrid", rerank=True).passages
             head = max_pool((doc_map.get(p.doc_id, []), p.score) for p in top)
             tail = max_pool((doc_map.get(p.doc_id, []), p.score) for p in base)
-            ranked = head + [doc for doc in tail if doc not in set(head)]
+            seen = set(head)
+            ranked = head + [doc for doc in tail if doc not in seen]
         else:
             passages = retriever.retrieve(text, top_k=depth, mode=mode, rerank=False).passages
             ranked = max_pool((doc_map.get(p.doc_id, []), p.score) for p in passages)

@@ -204,3 +204,35 @@ def test_answers_cite_gold_passage(tmp_path: Path, embedder) -> None:
     none = report["results"]["none"]
     assert none["questions"] == 3 and none["citations_include_gold"] == 1.0 and none["gold_in_retrieved_top_k"] == 1.0
     assert "unavailable" in report["results"]["ollama"]
+
+
+def test_rerank_mode_reorders_head_keeps_tail(tmp_path: Path, embedder) -> None:
+    """No cross-encoder ships offline, so a stub with CrossEncoder's predict() stands in."""
+    from ragkb.evaluation import doc_ids_by_content, run_queries
+    from ragkb.retrieve import Retriever
+    from ragkb.store import Store
+
+    data = make_beir(tmp_path / "tiny")
+    settings = Settings(home=tmp_path / "home", chunk_words=100_000)
+    report = evaluate_retrieval(data, settings, modes=("hybrid",), embedder=embedder)
+
+    class Stub:  # prefers one chosen document for every question
+        favourite = ""
+
+        def predict(self, pairs, show_progress_bar=False):
+            return [10.0 if self.favourite in passage else 0.0 for _, passage in pairs]
+
+    store = Store(settings, report.collection)
+    try:
+        retriever = Retriever(settings, store=store, embedder=embedder)
+        stub = Stub()
+        retriever._reranker, retriever._reranker_loaded = stub, True
+        doc_map = doc_ids_by_content(settings, report.collection)
+        plain, _ = run_queries(retriever, {"q1": QUERIES["q1"]}, doc_map, "hybrid", depth=10)
+        stub.favourite = DOCS[plain["q1"][2]][1]  # the third hybrid hit
+        run, latencies = run_queries(retriever, {"q1": QUERIES["q1"]}, doc_map, "rerank", depth=10, rerank_depth=3)
+    finally:
+        store.close()
+    assert len(latencies) == 1
+    assert run["q1"][0] == plain["q1"][2]  # the reranker's choice among the top 3 comes first
+    assert run["q1"][3:] == plain["q1"][3:]  # below the reranked head, hybrid order is kept
