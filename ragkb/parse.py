@@ -32,6 +32,7 @@ _PARTITIONERS: dict[str, tuple[str, str, str]] = {
 }
 SUPPORTED_SUFFIXES = frozenset(_PARTITIONERS)
 _TEXT_TYPES = {"html", "md", "text", "email"}
+_ENCRYPTED_MAIL = (b"application/pkcs7-mime", b"application/x-pkcs7-mime", b"multipart/encrypted")
 _ZIP_MEMBER = {"docx": b"word/", "pptx": b"ppt/"}
 # Page furniture repeats on every page and drowns the real content in retrieval.
 _DROPPED_CATEGORIES = {"Header", "Footer", "PageBreak", "PageNumber", "Image", "FigureCaption"}
@@ -91,6 +92,8 @@ def _check_file(path: Path, doc_type: str, settings: Settings) -> None:
         raise ParseError(f"binary content in a .{path.suffix.lstrip('.').lower()} file (wrong extension?)")
     if doc_type in _TEXT_TYPES and not head.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
         raise ParseError("empty file (only whitespace)")
+    if doc_type == "email" and any(marker in head.lower() for marker in _ENCRYPTED_MAIL):
+        raise ParseError("encrypted email (S/MIME or PGP): the body cannot be read without the key")
 
 
 def _check_pdf(path: Path, settings: Settings) -> None:

@@ -49,6 +49,7 @@ def make_bad_files(folder: Path) -> dict[str, str]:
     """Broken inputs of every kind the brief names; returns file name -> expected reason words."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(FIXTURES / "bad" / "encrypted.pdf", folder / "encrypted.pdf")
+    shutil.copy(FIXTURES / "bad" / "encrypted.eml", folder / "encrypted.eml")
     (folder / "empty.txt").write_bytes(b"")
     (folder / "blank.md").write_text("   \n\n\t\n")
     png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x02\x00\x00\x00" + bytes(range(256)) * 8
@@ -62,6 +63,7 @@ def make_bad_files(folder: Path) -> dict[str, str]:
     (folder / "huge.txt").write_text("word " * 300_000)  # 1.5 MB; tests set max_file_mb=1
     return {
         "encrypted.pdf": "encrypted",
+        "encrypted.eml": "encrypted email",
         "empty.txt": "empty",
         "blank.md": "empty",
         "photo.txt": "binary",
