@@ -65,7 +65,8 @@ def plot_bench(bench: dict, out: Path) -> None:
     b2 = left.bar([i + 0.2 for i in x], chunks, 0.4, label="chunks/s")
     left.bar_label(b1, fmt="%.2f", fontsize=8)
     left.bar_label(b2, fmt="%.2f", fontsize=8)
-    left.set_xticks(list(x), [n.replace(" (", "\n(") for n in names], fontsize=8)
+    pretty = {"ragkb": "ragkb files\n(default 180-word chunks)", "ragkb (750-word chunks)": "ragkb files\n(750-word chunks)"}
+    left.set_xticks(list(x), [pretty.get(n, n.replace(" (", "\n(")) for n in names], fontsize=8)
     left.set_title(f"Ingest throughput, {bench['documents']} SciFact docs as .txt files")
     left.legend(fontsize=8)
     lat = {k: v for k, v in bench["latency_ms"].items() if "p50" in v and "llamacpp" not in k}
@@ -77,7 +78,7 @@ def plot_bench(bench: dict, out: Path) -> None:
     right.bar_label(r2, fmt="%.0f", fontsize=8)
     right.set_yticks(list(y), keys, fontsize=8)
     right.set_xlabel("ms per question")
-    right.set_title("Query latency (same collection; LLM answers listed in RESULTS.md)")
+    right.set_title("Query latency, 300-doc collection (LLM: RESULTS.md)")
     right.legend(fontsize=8)
     fig.suptitle(f"2 cores, no GPU; load average during run {bench.get('load_average_at_start')} -> {bench.get('load_average_at_end')}", fontsize=8)
     fig.tight_layout()
