@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 # Bump when chunking or payload layout changes: every doc gets a new id and is rebuilt once.
 PIPELINE_VERSION = "1"
+# Documents are embedded and committed in batches: one encode call over many small files is
+# several times faster than one per file, and a commit per file costs fsyncs.
+_BATCH_DOCS = 64
+_BATCH_CHUNKS = 512
 
 
 class IngestLocked(RuntimeError):
@@ -287,9 +291,9 @@ class Ingestor:
 
     def _process(self, work: list[_Work], report: IngestReport, notify: ProgressCallback) -> None:
         doc_errors: dict[str, str] = {}
+        batch: list[tuple[_Work, list[Chunk] | None]] = []
         for item, parsed in self._parsed(work):
             key = str(item.candidate.path)
-            outcome = "updated" if item.previous is not None and item.previous.status == mf.OK else "added"
             if parsed is None and item.doc_id in doc_errors:  # same bytes as a file that just failed
                 parsed = ParseError(doc_errors[item.doc_id])
             if isinstance(parsed, ParseError):
@@ -298,20 +302,24 @@ class Ingestor:
                 report.failed.append(FileFailure(key, str(parsed)))
                 notify(key, "failed")
                 continue
-            if parsed:
-                notify(key, f"embedding {len(parsed)} chunks")
-            try:
-                report.chunks += self._write(item, parsed)
-            except ParseError as exc:
-                self._record_failure(item, str(exc))
-                report.failed.append(FileFailure(key, str(exc)))
-                notify(key, "failed")
-                continue
-            if outcome == "added":
-                report.added += 1
-            else:
-                report.updated += 1
-            notify(key, outcome)
+            batch.append((item, parsed))
+            if len(batch) >= _BATCH_DOCS or sum(len(c or []) for _, c in batch) >= _BATCH_CHUNKS:
+                self._flush(batch, report, notify)
+        self._flush(batch, report, notify)
+
+    def _flush(self, batch: list[tuple[_Work, list[Chunk] | None]], report: IngestReport, notify: ProgressCallback) -> None:
+        if not batch:
+            return
+        chunks = sum(len(c or []) for _, c in batch)
+        if chunks:
+            notify(str(batch[-1][0].candidate.path), f"embedding {chunks} chunks of {len(batch)} file(s)")
+        report.chunks += self._write_batch(batch)
+        for item, _ in batch:
+            outcome = "updated" if item.previous is not None and item.previous.status == mf.OK else "added"
+            report.added += outcome == "added"
+            report.updated += outcome == "updated"
+            notify(str(item.candidate.path), outcome)
+        batch.clear()
 
     def _parsed(self, work: list[_Work]) -> Iterator[tuple[_Work, list[Chunk] | ParseError | None]]:
         """Parse in worker processes when configured, so parsing overlaps embedding."""
@@ -340,63 +348,74 @@ class Ingestor:
                 else:
                     yield item, pending.pop(id(item)).result()
 
-    def _write(self, item: _Work, chunks: list[Chunk] | None) -> int:
-        """Store one file's content; returns the number of chunks embedded (0 when reused)."""
-        key = str(item.candidate.path)
-        old_doc = item.previous.doc_id if item.previous and item.previous.status == mf.OK else None
-        embedded = 0
-        if chunks is not None:
-            points = self._points(item, chunks)
-            with self.manifest.transaction():
-                self.manifest.put_doc(item.doc_id, mf.WRITING, len(chunks))
-            self.store.upsert(points)
-            embedded = len(chunks)
-        with self.manifest.transaction():
-            if chunks is not None:
-                self.manifest.put_doc(item.doc_id, mf.READY, len(chunks), payload_dirty=True)
-            else:
-                self.manifest.mark_payload_dirty(item.doc_id, True)
-            self.manifest.put_source(
-                key,
-                doc_id=item.doc_id,
-                size=item.candidate.size,
-                mtime_ns=item.candidate.mtime_ns,
-                sha256=item.sha256,
-                acl=item.candidate.acl,
-                status=mf.OK,
-                chunks=self.manifest.doc_chunks(item.doc_id),
-            )
-            if old_doc and old_doc != item.doc_id:
-                self.manifest.mark_payload_dirty(old_doc, True)
-        self._sync_doc_payload(item.doc_id)
-        if old_doc and old_doc != item.doc_id:
-            self._release_doc(old_doc)
-        return embedded
+    def _write_batch(self, batch: list[tuple[_Work, list[Chunk] | None]]) -> int:
+        """Store several documents with one encode call, one upsert and two commits; returns the
+        number of chunks embedded. `chunks=None` means the content is already stored (same bytes
+        under another name) and only this path is linked to it.
 
-    def _points(self, item: _Work, chunks: list[Chunk]) -> list[models.PointStruct]:
-        texts = [chunk.embedding_text() for chunk in chunks]
-        self.store.ensure_collection(self.embedder.dim)
-        vectors = self.embedder.encode_documents(texts, batch_size=self.settings.embed_batch_size)
-        doc_payload = self._doc_payload(item.doc_id, extra=(str(item.candidate.path), item.candidate.acl))
-        points = []
-        for chunk, text, vector in zip(chunks, texts, vectors):
-            indices, values = document_vector(text)
-            payload = {
-                "doc_id": item.doc_id,
-                "chunk_index": chunk.index,
-                "text": chunk.text,
-                "page": chunk.page,
-                "section": chunk.section,
-                "kind": chunk.kind,
-                **doc_payload,
-            }
-            points.append(
-                models.PointStruct(
-                    id=point_id(item.doc_id, chunk.index),
-                    vector={DENSE: vector.tolist(), SPARSE: models.SparseVector(indices=indices, values=values)},
-                    payload=payload,
+        Crash safety is per batch as it would be per document: every new doc is journaled
+        `writing` before the upsert and becomes `ready` in the transaction that records its source.
+        """
+        fresh = [(item, chunks) for item, chunks in batch if chunks is not None]
+        if fresh:
+            points = self._points(fresh)
+            with self.manifest.transaction():
+                for item, chunks in fresh:
+                    self.manifest.put_doc(item.doc_id, mf.WRITING, len(chunks or []))
+            self.store.upsert(points)
+        released: list[str] = []
+        with self.manifest.transaction():
+            for item, chunks in batch:
+                if chunks is not None:  # its points already carry the payload of this one path
+                    self.manifest.put_doc(item.doc_id, mf.READY, len(chunks))
+                else:
+                    self.manifest.mark_payload_dirty(item.doc_id, True)
+                self.manifest.put_source(
+                    str(item.candidate.path),
+                    doc_id=item.doc_id,
+                    size=item.candidate.size,
+                    mtime_ns=item.candidate.mtime_ns,
+                    sha256=item.sha256,
+                    acl=item.candidate.acl,
+                    status=mf.OK,
+                    chunks=len(chunks) if chunks is not None else self.manifest.doc_chunks(item.doc_id),
                 )
-            )
+                old_doc = item.previous.doc_id if item.previous and item.previous.status == mf.OK else None
+                if old_doc and old_doc != item.doc_id:
+                    self.manifest.mark_payload_dirty(old_doc, True)
+                    released.append(old_doc)
+        for doc_id in {item.doc_id for item, chunks in batch if chunks is None}:
+            self._sync_doc_payload(doc_id)
+        for doc_id in released:
+            self._release_doc(doc_id)
+        return sum(len(chunks or []) for _, chunks in fresh)
+
+    def _points(self, fresh: list[tuple[_Work, list[Chunk] | None]]) -> list[models.PointStruct]:
+        texts = [chunk.embedding_text() for _, chunks in fresh for chunk in chunks or []]
+        self.store.ensure_collection(self.embedder.dim)
+        vectors = iter(self.embedder.encode_documents(texts, batch_size=self.settings.embed_batch_size))
+        points = []
+        for item, chunks in fresh:
+            doc_payload = self._doc_payload(item.doc_id, extra=(str(item.candidate.path), item.candidate.acl))
+            for chunk in chunks or []:
+                text = chunk.embedding_text()
+                indices, values = document_vector(text)
+                payload = {
+                    "doc_id": item.doc_id,
+                    "chunk_index": chunk.index,
+                    "text": chunk.text,
+                    "page": chunk.page,
+                    "section": chunk.section,
+                    "kind": chunk.kind,
+                    **doc_payload,
+                }
+                points.append(
+                    models.PointStruct(
+                        id=point_id(item.doc_id, chunk.index),
+                        vector={DENSE: next(vectors).tolist(), SPARSE: models.SparseVector(indices=indices, values=values)},
+                        payload=payload,
+                    )
+                )
         return points
 
     def _doc_payload(self, doc_id: str, extra: tuple[str, list[str] | None] | None = None) -> dict[str, Any]:
@@ -465,14 +484,11 @@ class Ingestor:
         """Ingest in-memory documents, e.g. a BEIR corpus, as `(id, title, text)` records.
 
         Each record becomes the source `<source_prefix>/<id>` and goes through the same
-        chunk -> embed -> upsert -> manifest steps as a file (`_points`, `_write`), so a rerun embeds only
-        changed records and a killed run is recovered the same way. The title is the section of
-        every chunk, so a chunk split off a long text keeps its topic; the text embedded for a
-        one-chunk record is BEIR's `title + " " + text`. Records are written `batch_docs` at a
-        time with _write's ordering (journal `writing`, upsert, then `ready` + source in one
-        transaction): one encode call, one upsert and two commits per batch, because per record
-        they cost more than the embedding (CPU encode of 1-2 texts, ~100 ms of fsyncs). Records
-        under the prefix that are not given any more are removed, like vanished files.
+        chunk -> embed -> upsert -> manifest steps as a file (`_write_batch`), so a rerun embeds
+        only changed records and a killed run is recovered the same way. The title is the section
+        of every chunk, so a chunk split off a long text keeps its topic; the text embedded for a
+        one-chunk record is BEIR's `title + " " + text`. Records under the prefix that are not
+        given any more are removed, like vanished files.
         """
         from ragkb.parse import Block
 
@@ -481,67 +497,6 @@ class Ingestor:
         notify = progress or (lambda path, outcome: None)
         prefix = source_prefix.rstrip("/")
         seen: set[str] = set()
-
-        def flush(batch: list[tuple[_Work, list[Chunk] | None]]) -> None:
-            """_write's steps for many records at once: one journal entry, one upsert, one commit."""
-            fresh = [(item, chunks) for item, chunks in batch if chunks is not None]
-            real = self.embedder
-            texts = [chunk.embedding_text() for _, chunks in fresh for chunk in chunks or []]
-            if texts:
-                vectors = real.encode_documents(texts, batch_size=self.settings.embed_batch_size)
-                ready = {text: vector for text, vector in zip(texts, vectors)}
-
-                class _Precomputed:  # hands _points this batch's vectors: one encode call per batch
-                    name, dim, query_prefix = real.name, real.dim, real.query_prefix
-
-                    def encode_documents(self, wanted: list[str], batch_size: int = 32) -> Any:
-                        import numpy as np
-
-                        missing = [t for t in wanted if t not in ready]
-                        if missing:
-                            ready.update(zip(missing, real.encode_documents(missing, batch_size=batch_size)))
-                        return np.stack([ready[t] for t in wanted])
-
-                self._embedder = _Precomputed()  # type: ignore[assignment]
-                try:
-                    points = [point for item, chunks in fresh for point in self._points(item, chunks or [])]
-                finally:
-                    self._embedder = real
-                with self.manifest.transaction():
-                    for item, chunks in fresh:
-                        self.manifest.put_doc(item.doc_id, mf.WRITING, len(chunks or []))
-                self.store.upsert(points)
-                released: list[str] = []
-                with self.manifest.transaction():
-                    for item, chunks in fresh:
-                        # A new doc's points already carry its payload (it has this one source).
-                        self.manifest.put_doc(item.doc_id, mf.READY, len(chunks or []))
-                        old_doc = item.previous.doc_id if item.previous and item.previous.status == mf.OK else None
-                        self.manifest.put_source(
-                            str(item.candidate.path),
-                            doc_id=item.doc_id,
-                            size=item.candidate.size,
-                            mtime_ns=item.candidate.mtime_ns,
-                            sha256=item.sha256,
-                            acl=item.candidate.acl,
-                            status=mf.OK,
-                            chunks=len(chunks or []),
-                        )
-                        if old_doc and old_doc != item.doc_id:
-                            self.manifest.mark_payload_dirty(old_doc, True)
-                            released.append(old_doc)
-                for old_doc in released:
-                    self._release_doc(old_doc)
-            for item, chunks in batch:
-                key = str(item.candidate.path)
-                if chunks is None:  # same text as a record already stored: reuse its points
-                    self._write(item, None)
-                outcome = "updated" if item.previous is not None and item.previous.status == mf.OK else "added"
-                report.chunks += len(chunks or [])
-                report.added += outcome == "added"
-                report.updated += outcome == "updated"
-                notify(key, outcome)
-            batch.clear()
 
         with ingest_lock(self.settings):
             run_id = self.manifest.start_run()
@@ -575,8 +530,8 @@ class Ingestor:
                     pending_docs.add(doc_id)
                 batch.append((item, chunks))
                 if len(batch) >= batch_docs:
-                    flush(batch)
-            flush(batch)
+                    self._flush(batch, report, notify)
+            self._flush(batch, report, notify)
             for row in self.manifest.sources():
                 if row.path.startswith(prefix + "/") and row.path not in seen:
                     self._forget_path(row.path)

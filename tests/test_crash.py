@@ -29,7 +29,7 @@ def _write_corpus(folder: Path, files: int) -> None:
     folder.mkdir()
     for i in range(files):
         paragraphs = [f"# Procedure {i}"]
-        for p in range(40):
+        for p in range(6):
             paragraphs.append(" ".join(rng.choice(_WORDS) for _ in range(60)) + f" (ref {i}-{p}).")
         (folder / f"procedure-{i:02d}.md").write_text("\n\n".join(paragraphs))
 
@@ -42,42 +42,47 @@ def _ingest(home: Path, docs: Path) -> subprocess.Popen[str]:
     )
 
 
-def _docs_started(manifest: Path) -> int:
+def _count(manifest: Path, sql: str) -> int:
     if not manifest.exists():
         return 0
     try:
         with sqlite3.connect(f"file:{manifest}?mode=ro", uri=True, timeout=1) as db:
-            return int(db.execute("SELECT COUNT(*) FROM docs").fetchone()[0])
+            return int(db.execute(sql).fetchone()[0])
     except sqlite3.OperationalError:
         return 0
+
+
+DOCS = "SELECT COUNT(*) FROM docs"
+STORED = "SELECT COUNT(*) FROM sources WHERE status = 'ok'"
+FILES = 100  # two embedding batches, so a kill can land between and inside them
 
 
 @pytest.mark.slow
 def test_sigkill_mid_ingest_leaves_no_orphans_or_duplicates(tmp_path):
     docs, home = tmp_path / "docs", tmp_path / "home"
-    _write_corpus(docs, files=16)
+    _write_corpus(docs, files=FILES)
     settings = Settings(home=home)
     victim = _ingest(home, docs)
-    deadline = time.monotonic() + 180
-    while _docs_started(settings.manifest_path()) < 3 and victim.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    deadline = time.monotonic() + 300
+    while _count(settings.manifest_path(), DOCS) < 1 and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert victim.poll() is None, "the first run finished before it could be killed: " + victim.stderr.read()
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    killed_docs = _docs_started(settings.manifest_path())
-    assert 0 < killed_docs < 16
+    stored_before = _count(settings.manifest_path(), STORED)
+    assert stored_before < FILES
 
     rerun = _ingest(home, docs)
     stdout, stderr = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, stderr
     report = json.loads(stdout)
-    assert report["added"] + report["unchanged"] + report["updated"] == 16 and report["failed"] == []
-    assert report["added"] >= 16 - killed_docs
+    assert report["added"] + report["unchanged"] + report["updated"] == FILES and report["failed"] == []
+    assert report["added"] == FILES - stored_before
 
     ingestor = Ingestor(settings)
     try:
         assert_consistent(ingestor)
-        assert len(ingestor.manifest.sources()) == 16
+        assert len(ingestor.manifest.sources()) == FILES
         assert ingestor.store.count() == ingestor.manifest.total_chunks()
     finally:
         ingestor.close()
