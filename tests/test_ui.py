@@ -31,7 +31,7 @@ import kbui  # noqa: E402
 
 APP = REPO / "ui" / "app.py"
 TIMEOUT = 120  # the first run in a process loads MiniLM
-BAD_COUNT = 8  # make_bad_files creates eight broken inputs
+BAD_COUNT = 9  # make_bad_files creates nine broken inputs
 PARKING = "The staff car park closes at 22:00 on weekdays; visitors park on Elm Street."
 PASSWORDS = {"alice": "alice-pw-1", "bob": "bob-pw-2", "root": "root-pw-3"}
 
