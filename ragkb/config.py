@@ -56,9 +56,10 @@ class Settings(BaseSettings):
 
     # --- retrieval ---------------------------------------------------------------------------
     top_k: int = 5
-    prefetch_k: int = 50
+    # DBSF over 100-deep prefetches: chosen on SciFact's train split (eval/RESULTS.md, tuning).
+    prefetch_k: int = 100
     rerank_candidates: int = 20
-    fusion: Literal["rrf", "dbsf"] = "rrf"
+    fusion: Literal["rrf", "dbsf"] = "dbsf"
 
     # --- generation --------------------------------------------------------------------------
     llm_backend: Literal["auto", "ollama", "openai", "llamacpp", "none"] = "auto"
