@@ -132,6 +132,7 @@ def bench(
     documents: Annotated[int, typer.Option(help="How many corpus documents to ingest")] = 500,
     queries: Annotated[int, typer.Option(help="Questions for retrieval latency")] = 100,
     llm_questions: Annotated[int, typer.Option(help="Questions answered by the embedded LLM")] = 10,
+    repeats: Annotated[int, typer.Option(help="Interleaved ingest rounds; the fastest run of each pipeline counts")] = 2,
     save: Annotated[Optional[Path], typer.Option(help="Write the JSON result to this file")] = None,
 ) -> None:
     """Ingest throughput vs llama-index, query/answer latency p50/p95, peak memory."""
@@ -141,7 +142,7 @@ def bench(
     _quiet()
     result = run_benchmark(
         dataset, workdir, documents=documents, queries=queries, llm_questions=llm_questions,
-        base=Settings(), log=lambda message: err.print(f"[dim]{message}[/dim]", highlight=False),
+        base=Settings(), log=lambda message: err.print(f"[dim]{message}[/dim]", highlight=False), repeats=repeats,
     )
     text = json.dumps(result, indent=2)
     if save:
