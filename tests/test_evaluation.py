@@ -206,33 +206,39 @@ def test_answers_cite_gold_passage(tmp_path: Path, embedder) -> None:
     assert "unavailable" in report["results"]["ollama"]
 
 
-def test_rerank_mode_reorders_head_keeps_tail(tmp_path: Path, embedder) -> None:
-    """No cross-encoder ships offline, so a stub with CrossEncoder's predict() stands in."""
+def test_rerank_mode_orders_the_head_by_a_real_cross_encoder(tmp_path: Path, embedder) -> None:
+    """No cross-encoder ships offline, so the test builds a real one: MiniLM's encoder with a
+    fresh (seeded) regression head, saved as a sentence-transformers CrossEncoder folder and
+    loaded through `reranker_model` exactly like an operator's model."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
     from ragkb.evaluation import doc_ids_by_content, run_queries
+    from ragkb.models import embedding_choice
     from ragkb.retrieve import Retriever
     from ragkb.store import Store
 
+    torch.manual_seed(0)
+    folder = tmp_path / "cross-encoder"
+    minilm = str(embedding_choice(Settings(home=tmp_path)).path)
+    CrossEncoder(minilm, num_labels=1, local_files_only=True, device="cpu").save(str(folder))
+
     data = make_beir(tmp_path / "tiny")
-    settings = Settings(home=tmp_path / "home", chunk_words=100_000)
+    settings = Settings(home=tmp_path / "home", chunk_words=100_000, reranker_model=folder)
     report = evaluate_retrieval(data, settings, modes=("hybrid",), embedder=embedder)
-
-    class Stub:  # prefers one chosen document for every question
-        favourite = ""
-
-        def predict(self, pairs, show_progress_bar=False):
-            return [10.0 if self.favourite in passage else 0.0 for _, passage in pairs]
-
+    question = QUERIES["q1"]
     store = Store(settings, report.collection)
     try:
         retriever = Retriever(settings, store=store, embedder=embedder)
-        stub = Stub()
-        retriever._reranker, retriever._reranker_loaded = stub, True
         doc_map = doc_ids_by_content(settings, report.collection)
-        plain, _ = run_queries(retriever, {"q1": QUERIES["q1"]}, doc_map, "hybrid", depth=10)
-        stub.favourite = DOCS[plain["q1"][2]][1]  # the third hybrid hit
-        run, latencies = run_queries(retriever, {"q1": QUERIES["q1"]}, doc_map, "rerank", depth=10, rerank_depth=3)
+        plain, _ = run_queries(retriever, {"q1": question}, doc_map, "hybrid", depth=10)
+        run, latencies = run_queries(retriever, {"q1": question}, doc_map, "rerank", depth=10, rerank_depth=3)
+        reranked = retriever.retrieve(question, top_k=3, mode="hybrid", rerank=True)
+        # every hybrid candidate (the tiny corpus is within settings.rerank_candidates) is re-scored
+        scores = retriever.reranker.predict([(question, " ".join(DOCS[doc])) for doc in plain["q1"]])
     finally:
         store.close()
-    assert len(latencies) == 1
-    assert run["q1"][0] == plain["q1"][2]  # the reranker's choice among the top 3 comes first
-    assert run["q1"][3:] == plain["q1"][3:]  # below the reranked head, hybrid order is kept
+    expected_head = [doc for _, doc in sorted(zip(scores, plain["q1"]), key=lambda pair: -pair[0])][:3]
+    assert len(latencies) == 1 and reranked.reranked and "rerank" in reranked.timings_ms
+    assert run["q1"][:3] == expected_head  # the cross-encoder's best three, in its order
+    assert run["q1"][3:] == [doc for doc in plain["q1"] if doc not in expected_head]  # then hybrid order
