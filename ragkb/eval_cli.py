@@ -9,6 +9,8 @@ import json
 import logging
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,6 +20,27 @@ from rich.console import Console
 eval_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Evaluate retrieval quality and speed.")
 err = Console(stderr=True)
 out = Console()
+
+
+@contextmanager
+def _exit_codes(bad_input: tuple[type[Exception], ...], prefix: str = "") -> Iterator[None]:
+    """The same exit codes as `ragkb ingest`: 2 bad input or configuration, 75 locked."""
+    from ragkb.ingest import IngestLocked
+    from ragkb.models import ModelUnavailable
+    from ragkb.store import StoreError
+
+
+    try:
+        yield
+    except bad_input as exc:
+        err.print(f"[red]error:[/red] {prefix}{exc}")
+        raise typer.Exit(2) from exc
+    except IngestLocked as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(75) from exc
+    except (StoreError, ModelUnavailable) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
 
 
 @eval_app.callback()
@@ -67,9 +90,6 @@ def retrieval(
 ) -> None:
     """nDCG@10, Recall@10/100 and MRR@10 of dense, sparse, hybrid and hybrid+rerank retrieval."""
     from ragkb.evaluation import MODES, evaluate_retrieval, markdown_table
-    from ragkb.ingest import IngestLocked
-    from ragkb.models import ModelUnavailable
-    from ragkb.store import StoreError
 
     _quiet()
     wanted = [m.strip() for m in modes.split(",") if m.strip()]
@@ -89,20 +109,11 @@ def retrieval(
         if not json_out:
             err.print(f"[dim]{stage}: {done}/{total}[/dim]", highlight=False)
 
-    try:
+    with _exit_codes((FileNotFoundError, ValueError)):
         report = evaluate_retrieval(
             dataset, settings, collection=collection, split=split, modes=wanted, depth=depth,
             max_queries=max_queries, progress=progress,
         )
-    except (FileNotFoundError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    except IngestLocked as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(75) from exc
-    except (StoreError, ModelUnavailable) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     data = report.to_dict()
     if save:
         save.parent.mkdir(parents=True, exist_ok=True)
@@ -164,27 +175,15 @@ def answers(
     """Share of answers whose citations include the gold passage, per generation backend."""
     from ragkb.eval_answers import evaluate_answers
 
-    from ragkb.ingest import IngestLocked
-    from ragkb.models import ModelUnavailable
-    from ragkb.store import StoreError
 
     _quiet()
     settings = _base_settings(home, None)
-    try:
+    with _exit_codes((FileNotFoundError, ValueError, KeyError), prefix="not a SQuAD-format file: "):
         result = evaluate_answers(
             dataset, settings, titles=documents, questions=questions,
             backends=tuple(b.strip() for b in backends.split(",") if b.strip()), llm_questions=llm_questions,
             log=lambda message: err.print(f"[dim]{message}[/dim]", highlight=False),
         )
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        err.print(f"[red]error:[/red] not a SQuAD-format file: {exc}")
-        raise typer.Exit(2) from exc
-    except IngestLocked as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(75) from exc
-    except (StoreError, ModelUnavailable) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     text = json.dumps(result, indent=2)
     if save:
         save.parent.mkdir(parents=True, exist_ok=True)
