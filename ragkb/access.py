@@ -16,7 +16,6 @@ import re
 import time
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
