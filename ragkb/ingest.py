@@ -393,12 +393,13 @@ class Ingestor:
     def _points(self, fresh: list[tuple[_Work, list[Chunk] | None]]) -> list[models.PointStruct]:
         texts = [chunk.embedding_text() for _, chunks in fresh for chunk in chunks or []]
         self.store.ensure_collection(self.embedder.dim)
-        vectors = iter(self.embedder.encode_documents(texts, batch_size=self.settings.embed_batch_size))
+        vectors = self.embedder.encode_documents(texts, batch_size=self.settings.embed_batch_size)
+        embedded = iter(zip(texts, vectors))
         points = []
         for item, chunks in fresh:
             doc_payload = self._doc_payload(item.doc_id, extra=(str(item.candidate.path), item.candidate.acl))
             for chunk in chunks or []:
-                text = chunk.embedding_text()
+                text, vector = next(embedded)
                 indices, values = document_vector(text)
                 payload = {
                     "doc_id": item.doc_id,
@@ -412,7 +413,7 @@ class Ingestor:
                 points.append(
                     models.PointStruct(
                         id=point_id(item.doc_id, chunk.index),
-                        vector={DENSE: next(vectors).tolist(), SPARSE: models.SparseVector(indices=indices, values=values)},
+                        vector={DENSE: vector.tolist(), SPARSE: models.SparseVector(indices=indices, values=values)},
                         payload=payload,
                     )
                 )
