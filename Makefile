@@ -23,9 +23,15 @@ demo: install
 	RAGKB_HOME=$(DEMO_HOME) $(RAGKB) ingest samples/
 	RAGKB_HOME=$(DEMO_HOME) $(RAGKB) ask "$(DEMO_QUESTION)"
 
-# Browser tests need Debian's chromium; installed here when running as root (CI, containers).
+# Debian packages the tests need, installed here when running as root (CI, containers):
+# chromium (browser tests), strace (the no-egress test traces native connects).
+SYSTEM_PACKAGES := chromium strace
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "warning: chromium missing; the browser test will fail"
+	@missing=""; for tool in $(SYSTEM_PACKAGES); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		{ [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+		|| echo "warning: missing$$missing; the tests that need them will fail"; \
+	fi
 
 test: install system-deps
 	$(VENV)/bin/pytest -m "slow or not slow"

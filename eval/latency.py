@@ -19,12 +19,13 @@ from pathlib import Path
 
 from ragkb.answer import Answerer
 from ragkb.config import Settings
-from ragkb.eval_bench import peak_rss_mb
-from ragkb.evaluation import latency_summary, load_beir
+from ragkb.eval.bench import peak_rss_mb
+from ragkb.eval.beir import load_beir
+from ragkb.eval.metrics import latency_summary
 from ragkb.llm import NoGenerator, resolve_backend
-from ragkb.models import embedding_choice, load_embedder
+from ragkb.weights import embedding_choice, load_embedder
 from ragkb.retrieve import Retriever
-from ragkb.store import Store
+from ragkb.runtime import Runtime
 
 
 def main() -> int:
@@ -48,18 +49,19 @@ def main() -> int:
     large = Settings(home=args.eval_home.resolve(), chunk_words=100_000)
     large_dbsf = large.model_copy(update={"fusion": "dbsf", "prefetch_k": 100})
     embedder = load_embedder(small)
-    small_store, large_store = Store(small, "bench"), Store(large, "beir-scifact-minilm-whole")
-    out["points"] = {"bench (300 docs, 180-word chunks)": small_store.count(), "scifact (5,183 whole docs)": large_store.count()}
+    small_rt = Runtime(small, "bench", embedder=embedder, generator=NoGenerator())
+    large_rt = Runtime(large, "beir-scifact-minilm-whole", embedder=embedder)
+    out["points"] = {"bench (300 docs, 180-word chunks)": small_rt.store.count(), "scifact (5,183 whole docs)": large_rt.store.count()}
     retrievers = {
-        "300 docs": Retriever(small, store=small_store, embedder=embedder),
-        "5,183 docs": Retriever(large, store=large_store, embedder=embedder),
-        "5,183 docs dbsf": Retriever(large_dbsf, store=large_store, embedder=embedder),
+        "300 docs": Retriever(small_rt),
+        "5,183 docs": Retriever(large_rt),
+        "5,183 docs dbsf": Retriever(large_rt.derive(large_dbsf)),
     }
     client = QdrantClient(path=str(args.bench_home / "llamaindex-qdrant"))
     embed = HuggingFaceEmbedding(model_name=str(embedding_choice(small).path), device="cpu")
     index = VectorStoreIndex.from_vector_store(QdrantVectorStore(client=client, collection_name="bench"), embed_model=embed)
     li_retriever = index.as_retriever(similarity_top_k=5)
-    answerer = Answerer(small, retrievers["300 docs"], NoGenerator())
+    answerer = Answerer(small_rt)
 
     cases = {
         "query embedding only (MiniLM, 1 question)": lambda q: embedder.encode_query(q),
@@ -85,7 +87,7 @@ def main() -> int:
 
     llm_settings = small.model_copy(update={"llm_backend": "llamacpp"})
     generator = resolve_backend(llm_settings)
-    llm = Answerer(llm_settings, retrievers["300 docs"], generator)
+    llm = Answerer(small_rt.derive(llm_settings, generator=generator))
     started = time.perf_counter()
     llm.ask(questions[0])
     first = (time.perf_counter() - started) * 1000
@@ -99,8 +101,8 @@ def main() -> int:
     }
     out["rss_mb_after_llamacpp"] = peak_rss_mb()
     out["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    small_store.close()
-    large_store.close()
+    small_rt.close()
+    large_rt.close()
     client.close()
     text = json.dumps(out, indent=2)
     if args.save:

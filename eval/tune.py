@@ -31,9 +31,11 @@ from qdrant_client.hybrid.fusion import distribution_based_score_fusion, recipro
 
 from ragkb import sparse
 from ragkb.config import Settings
-from ragkb.evaluation import evaluate_run, load_beir, max_pool
-from ragkb.models import load_embedder
-from ragkb.store import DENSE, Store
+from ragkb.eval.beir import load_beir
+from ragkb.eval.metrics import evaluate_run, max_pool
+from ragkb.weights import load_embedder
+from ragkb.store import Store, schema
+from ragkb.store.schema import DENSE
 
 DEPTH = 200
 
@@ -44,7 +46,7 @@ def ranked_dense(store: Store, embedder, queries: dict[str, str]) -> dict[str, l
     out = {}
     for qid, vector in zip(queries, vectors):
         response = store.client.query_points(store.collection, query=vector.tolist(), using=DENSE, limit=DEPTH, with_payload=["paths"])
-        out[qid] = [(p.payload["paths"][0].rsplit("/", 1)[-1], float(p.score)) for p in response.points]
+        out[qid] = [(schema.paths(p.payload or {})[0].rsplit("/", 1)[-1], float(p.score)) for p in response.points]
     return out
 
 
@@ -128,7 +130,7 @@ def main() -> int:
     for qid, text in check_q:
         hits = store.search(None, sparse.query_vector(text), 10, mode="sparse")
         mine = [d for d, _ in bm25.search(postings, text, 10)]
-        same += [h.payload["paths"][0].rsplit("/", 1)[-1] for h in hits] == mine
+        same += [schema.paths(h.payload)[0].rsplit("/", 1)[-1] for h in hits] == mine
     store.close()
     results: dict = {"check_sparse_top10_identical_to_qdrant": f"{same}/{len(check_q)}", "avg_tokens": round(bm25.avg_len, 1)}
 

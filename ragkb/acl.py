@@ -6,9 +6,10 @@ ranking only ever sees chunks the user may read; nothing is filtered after retri
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 from pathlib import Path
-
-from qdrant_client import models
 
 from ragkb.config import Settings
 
@@ -22,11 +23,34 @@ RESERVED_PREFIX = "__"
 _UNMATCHABLE = "__no_group__"
 
 
+class SidecarError(Exception):
+    """A sidecar `.acl` exists but cannot be read: the file it guards must fail closed."""
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
 def path_acl(path: Path, settings: Settings) -> list[str] | None:
-    """Groups for one file: its sidecar `<file>.acl` wins, else the closest configured folder."""
-    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
-    if sidecar.is_file():
-        text = sidecar.read_text(encoding="utf-8", errors="replace")
+    """Groups for one file: its sidecar `<file>.acl` wins, else the closest configured folder.
+
+    A sidecar that exists in any form (dangling link, folder, unreadable) but cannot be read
+    raises SidecarError: treating it as absent would make a restricted file public.
+    """
+    sidecar = sidecar_path(path)
+    try:
+        info = os.lstat(sidecar)
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise SidecarError(f"cannot check ACL sidecar {sidecar.name}: {exc.strerror or exc}") from exc
+    if info is not None:
+        try:
+            if not stat.S_ISREG(os.stat(sidecar).st_mode):
+                raise SidecarError(f"ACL sidecar {sidecar.name} is not a regular file")
+            text = sidecar.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise SidecarError(f"cannot read ACL sidecar {sidecar.name}: {exc.strerror or exc}") from exc
         lines = [line.split("#", 1)[0] for line in text.splitlines()]
         groups = sorted({g.strip() for line in lines for g in line.split(",") if g.strip()})
         return groups or [NOBODY]  # an ACL file naming no group locks the document away
@@ -38,6 +62,20 @@ def path_acl(path: Path, settings: Settings) -> list[str] | None:
     return best[1] if best else None
 
 
+def write_sidecar(path: Path, groups: list[str] | None) -> None:
+    """Restrict `path` to `groups` (None or empty: remove the sidecar, so folder rules apply)."""
+    sidecar = sidecar_path(path)
+    if groups:
+        sidecar.write_text(",".join(sorted(set(groups))) + "\n", encoding="utf-8")
+    elif sidecar.exists():
+        sidecar.unlink()
+
+
+def parse_groups(text: str) -> list[str]:
+    """Groups typed by a person: separated by commas or white space."""
+    return sorted({g.strip() for g in re.split(r"[,\s]+", text) if g.strip()})
+
+
 def doc_acl(path_acls: list[list[str] | None]) -> list[str]:
     """One content may sit at several paths: readable by anyone allowed to read any of them."""
     groups: set[str] = set()
@@ -46,21 +84,23 @@ def doc_acl(path_acls: list[list[str] | None]) -> list[str]:
     return sorted(groups)
 
 
-def acl_filter(groups: list[str] | None, settings: Settings) -> models.Filter | None:
-    """None means no restriction (single-user mode: no users configured and no --user given)."""
+def allowed_values(groups: list[str] | None, settings: Settings) -> list[str] | None:
+    """The stored `acl` values a reader may match; None means no restriction (single-user mode:
+    no users configured and no --user given)."""
     if groups is None:
         return None
     allowed = {g for g in groups if not g.startswith(RESERVED_PREFIX)}
     if settings.acl_default == "public":
         allowed.add(UNRESTRICTED)
-    return models.Filter(must=[models.FieldCondition(key="acl", match=models.MatchAny(any=sorted(allowed) or [_UNMATCHABLE]))])
+    return sorted(allowed) or [_UNMATCHABLE]
+
+
+def may_read_stored(groups: list[str] | None, stored_acl: list[str] | None, settings: Settings) -> bool:
+    """The same rule as the query filter, applied to one stored location's `acl` list."""
+    allowed = allowed_values(groups, settings)
+    return allowed is None or bool(set(allowed) & set(stored_acl or [UNRESTRICTED]))
 
 
 def may_read(groups: list[str] | None, acl: list[str] | None, settings: Settings) -> bool:
-    """The same rule as `acl_filter`, for picking which of a document's paths a user may see."""
-    if groups is None:
-        return True
-    groups = [g for g in groups if not g.startswith(RESERVED_PREFIX)]
-    if not acl:
-        return settings.acl_default == "public"
-    return bool(set(groups) & set(acl))
+    """The same rule, for a manifest row's ACL (None: no ACL configured for that path)."""
+    return may_read_stored(groups, doc_acl([acl]), settings)

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ragkb.config import Settings
-from ragkb.llm import Generator, LLMError, resolve_backend
-from ragkb.retrieve import Filters, Passage, Retriever
+from ragkb.errors import LLMError
+from ragkb.llm import Generator
+from ragkb.retrieve import Filters, Passage, Retriever, check_question
+from ragkb.runtime import Runtime
 from ragkb.sparse import tokenize
 
 SYSTEM_PROMPT = """Answer the question using ONLY the numbered passages.
@@ -37,14 +38,10 @@ SUPPORT_THRESHOLD = 0.6
 
 
 @dataclass
-class Citation:
-    n: int
-    source: str
-    page: int | None
-    section: str | None
-    text: str
-    score: float
-    doc_id: str = ""
+class Citation(Passage):
+    """A passage as numbered in the prompt and the answer ([n])."""
+
+    n: int = 0
 
 
 @dataclass
@@ -137,20 +134,18 @@ def attribute_citations(answer: str, passages: list[Passage]) -> tuple[str, list
 
 
 def _citation(n: int, passage: Passage) -> Citation:
-    return Citation(n, passage.source, passage.page, passage.section, passage.text, round(passage.score, 4), passage.doc_id)
+    return Citation(**{**passage.__dict__, "score": round(passage.score, 4)}, n=n)
 
 
 class Answerer:
-    def __init__(self, settings: Settings, retriever: Retriever | None = None, generator: Generator | None = None) -> None:
-        self.settings = settings
-        self.retriever = retriever or Retriever(settings)
-        self._generator = generator
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.retriever = Retriever(runtime)
 
     @property
     def generator(self) -> Generator:
-        if self._generator is None:
-            self._generator = resolve_backend(self.settings)
-        return self._generator
+        return self.runtime.generator
 
     def stream(
         self,
@@ -159,6 +154,7 @@ class Answerer:
         top_k: int | None = None,
         filters: Filters | None = None,
     ) -> Iterator[AnswerEvent]:
+        question = check_question(question, self.settings.max_question_chars)
         load_ms = self.retriever.warm_up()
         started = time.perf_counter()
         retrieval = self.retriever.retrieve(question, top_k=top_k, groups=groups, filters=filters)

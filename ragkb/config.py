@@ -1,7 +1,11 @@
 """All configuration in one place: defaults < ragkb.toml < RAGKB_* environment variables.
 
-The toml file is looked up at RAGKB_CONFIG, else ./ragkb.toml, so the nightly job and the UI
-read the same file as an interactive shell without any extra flags.
+The toml file is found by `config_path()`, in this order, never relative to the working
+directory (an ingest started from another folder must read the same ACLs as the UI):
+1. RAGKB_CONFIG, which must name an existing file (a typo is an error, not "no config");
+2. ${XDG_CONFIG_HOME:-~/.config}/ragkb/ragkb.toml;
+3. /etc/ragkb/ragkb.toml.
+None of them existing means defaults and RAGKB_* variables only.
 """
 
 from __future__ import annotations
@@ -18,6 +22,26 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from ragkb.errors import ConfigError
+
+
+SYSTEM_CONFIG = Path("/etc/ragkb/ragkb.toml")
+
+
+def config_path() -> Path | None:
+    """The ragkb.toml in force (see the module docstring for the order), or None."""
+    named = os.environ.get("RAGKB_CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"RAGKB_CONFIG={named} does not exist or is not a file")
+        return path.resolve()
+    user_dir = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    for candidate in (user_dir / "ragkb" / "ragkb.toml", SYSTEM_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 class SourceFolder(BaseModel):
@@ -48,6 +72,9 @@ class Settings(BaseSettings):
     upsert_batch_size: int = 256
     parse_workers: int = 1
     pdf_max_pages: int = 2000
+    # Zip-based files (DOCX, PPTX) whose members add up to more are refused unopened: the
+    # 872-page handbook unzips to 5.5 MB, while lxml needs ~16x the XML size in memory.
+    max_unzipped_mb: float = 256.0
 
     # --- models (local paths override the packaged defaults) ---------------------------------
     embed_model: Path | None = None
@@ -77,6 +104,18 @@ class Settings(BaseSettings):
     trusted_user_header: str | None = None
     audit_redact_questions: bool = False
 
+    # --- limits and waiting ------------------------------------------------------------------
+    # A question is a question, not a document: bounded at every entry point (CLI, UI, API).
+    max_question_chars: int = 4000
+    # How long a writer waits for the embedded store while another process holds it; a reader
+    # (ask, status) waits `store_read_wait_s` and then says the base is busy.
+    store_wait_s: float = 600.0
+    store_read_wait_s: float = 10.0
+    # Each file is parsed in a worker process under these limits, so a zip bomb or a parser
+    # stuck on one file costs that file, never the run.
+    parse_timeout_s: float = 300.0
+    parse_memory_mb: int = 4096
+
     @field_validator("home", mode="after")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
@@ -91,12 +130,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = Path(os.environ.get("RAGKB_CONFIG", "ragkb.toml"))
-        return (
-            init_settings,
-            env_settings,
-            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
-        )
+        toml_file = config_path()
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        if toml_file is not None:
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=toml_file),)
+        return sources
 
     # Derived locations under RAGKB_HOME: one place decides the on-disk layout.
     @property

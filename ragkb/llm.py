@@ -22,7 +22,8 @@ import httpx
 import ollama
 
 from ragkb.config import Settings
-from ragkb.models import ModelChoice, gguf_choice
+from ragkb.errors import LLMError
+from ragkb.weights import ModelChoice, gguf_choice
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -41,10 +42,6 @@ _LLAMACPP_STOPS = ["\n\n", "\nQuestion:", "\nPassages:"]
 # Greedy decoding of a tiny model loops on one line ("[1]:\n[1]:\n..."); a mild penalty breaks it.
 _LLAMACPP_REPEAT_PENALTY = 1.3
 _PASSAGES_ONLY = "answers show the retrieved passages only"
-
-
-class LLMError(RuntimeError):
-    """A generation failure whose message is shown to users as is: what failed and how to fix it."""
 
 
 class Generator(Protocol):

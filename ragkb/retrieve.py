@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
@@ -18,32 +17,14 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from pydantic import PrivateAttr
 from qdrant_client import models
 
-from ragkb import acl as acl_rules
-from ragkb.config import Settings
-from ragkb.models import Embedder, load_embedder, load_reranker
+from ragkb.errors import BadInput, TooLarge
+from ragkb.runtime import Runtime
 from ragkb.sparse import query_vector
-from ragkb.store import SearchMode, Store
+from ragkb.store import Store
+from ragkb.store.schema import TEXT, Filters, Passage, SearchMode, build_filter, passage
+from ragkb.weights import Embedder
 
-
-@dataclass(frozen=True)
-class Filters:
-    """Facets a user narrows a question to; combined with the ACL inside the Qdrant query."""
-
-    file_types: tuple[str, ...] = ()
-    folder: str | None = None
-
-
-@dataclass
-class Passage:
-    id: str
-    doc_id: str
-    source: str
-    page: int | None
-    section: str | None
-    text: str
-    score: float
-    kind: str
-    file_type: str | None
+__all__ = ["CrossEncoderRerank", "Filters", "HybridRetriever", "Passage", "Retrieval", "Retriever", "check_question"]
 
 
 @dataclass
@@ -53,17 +34,14 @@ class Retrieval:
     reranked: bool = False
 
 
-def build_filter(groups: list[str] | None, filters: Filters | None, settings: Settings) -> models.Filter | None:
-    conditions: list[models.Condition] = []
-    access = acl_rules.acl_filter(groups, settings)
-    if access is not None:
-        conditions.extend(access.must or [])
-    if filters and filters.file_types:
-        conditions.append(models.FieldCondition(key="file_type", match=models.MatchAny(any=list(filters.file_types))))
-    if filters and filters.folder:
-        folder = str(Path(filters.folder).expanduser().resolve())
-        conditions.append(models.FieldCondition(key="dirs", match=models.MatchValue(value=folder)))
-    return models.Filter(must=conditions) if conditions else None
+def check_question(question: str, max_chars: int) -> str:
+    """Every entry point (CLI, UI, API) asks through here: a question is bounded and not empty."""
+    text = question.strip()
+    if not text:
+        raise BadInput("the question is empty")
+    if len(text) > max_chars:
+        raise TooLarge(f"the question is {len(text)} characters long; the limit is {max_chars} (RAGKB_MAX_QUESTION_CHARS)")
+    return text
 
 
 class HybridRetriever(BaseRetriever):
@@ -89,10 +67,7 @@ class HybridRetriever(BaseRetriever):
         dense = None if self._mode == "sparse" else self._embedder.encode_query(question).tolist()
         sparse = None if self._mode == "dense" else query_vector(question)
         hits = self._store.search(dense, sparse, self._limit, self._filter, self._mode)
-        return [
-            NodeWithScore(node=TextNode(id_=hit.id, text=hit.payload.get("text", ""), metadata=hit.payload), score=hit.score)
-            for hit in hits
-        ]
+        return [NodeWithScore(node=TextNode(id_=hit.id, text=hit.payload.get(TEXT, ""), metadata=hit.payload), score=hit.score) for hit in hits]
 
 
 class CrossEncoderRerank(BaseNodePostprocessor):
@@ -121,30 +96,14 @@ class CrossEncoderRerank(BaseNodePostprocessor):
 class Retriever:
     """Question -> passages the user may read, best first."""
 
-    def __init__(self, settings: Settings, store: Store | None = None, embedder: Embedder | None = None) -> None:
-        self.settings = settings
-        self.store = store or Store(settings)
-        self._embedder = embedder
-        self._reranker: Any = None
-        self._reranker_loaded = False
-
-    @property
-    def embedder(self) -> Embedder:
-        if self._embedder is None:
-            self._embedder = load_embedder(self.settings)
-        return self._embedder
-
-    @property
-    def reranker(self) -> Any:
-        if not self._reranker_loaded:
-            self._reranker = load_reranker(self.settings)
-            self._reranker_loaded = True
-        return self._reranker
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
 
     def warm_up(self) -> float:
         """Load the models now (ms taken), so per-question timings measure questions, not loading."""
         started = time.perf_counter()
-        _ = self.embedder, self.reranker
+        _ = self.runtime.embedder, self.runtime.reranker
         return _ms(started)
 
     def retrieve(
@@ -156,43 +115,21 @@ class Retriever:
         mode: SearchMode = "hybrid",
         rerank: bool = True,
     ) -> Retrieval:
+        question = check_question(question, self.settings.max_question_chars)
         k = top_k or self.settings.top_k
-        use_rerank = rerank and self.reranker is not None
-        limit = max(k, self.settings.rerank_candidates) if use_rerank else k
+        reranker = self.runtime.reranker if rerank else None
+        limit = max(k, self.settings.rerank_candidates) if reranker is not None else k
         query_filter = build_filter(groups, filters, self.settings)
         bundle = QueryBundle(question)
         started = time.perf_counter()
-        nodes = HybridRetriever(self.store, self.embedder, limit, query_filter, mode).retrieve(bundle)
+        nodes = HybridRetriever(self.runtime.store, self.runtime.embedder, limit, query_filter, mode).retrieve(bundle)
         timings = {"retrieve": _ms(started)}
-        if use_rerank:
+        if reranker is not None:
             started = time.perf_counter()
-            nodes = CrossEncoderRerank(self.reranker, k).postprocess_nodes(nodes, bundle)
+            nodes = CrossEncoderRerank(reranker, k).postprocess_nodes(nodes, bundle)
             timings["rerank"] = _ms(started)
-        return Retrieval([_passage(node, groups, self.settings) for node in nodes[:k]], timings, use_rerank)
-
-
-def _passage(node: NodeWithScore, groups: list[str] | None, settings: Settings) -> Passage:
-    meta = node.node.metadata
-    return Passage(
-        id=node.node.node_id,
-        doc_id=meta.get("doc_id", ""),
-        source=_visible_path(meta, groups, settings),
-        page=meta.get("page"),
-        section=meta.get("section"),
-        text=meta.get("text", ""),
-        score=float(node.score or 0.0),
-        kind=meta.get("kind", "text"),
-        file_type=(meta.get("file_type") or [None])[0],
-    )
-
-
-def _visible_path(meta: dict[str, Any], groups: list[str] | None, settings: Settings) -> str:
-    """Identical content may sit in folders with different ACLs; cite one this user may read."""
-    entries = meta.get("path_acl") or []
-    for entry in entries:
-        if acl_rules.may_read(groups, entry.get("acl"), settings):
-            return str(entry["path"])
-    return str(entries[0]["path"]) if entries else ""
+        passages = [passage(n.node.node_id, float(n.score or 0.0), n.node.metadata, groups, self.settings) for n in nodes[:k]]
+        return Retrieval(passages, timings, reranker is not None)
 
 
 def _ms(started: float) -> float:

@@ -1,44 +1,37 @@
-"""One snapshot of the knowledge base for `ragkb status` and the UI's admin page."""
+"""One snapshot of the knowledge base for `ragkb status`, the UI's admin page and the API."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ragkb import manifest as mf
-from ragkb.config import Settings
+from ragkb.config import config_path
+from ragkb.ingest import manifest as mf
 from ragkb.llm import backend_report
-from ragkb.models import embedding_choice, reranker_choice
-from ragkb.store import Store
+from ragkb.runtime import Runtime
+from ragkb.weights import embedding_choice, reranker_choice
 
 
-def collect_status(settings: Settings, store: Store | None = None) -> dict[str, Any]:
-    manifest = mf.Manifest(settings.manifest_path())
-    try:
-        rows = manifest.sources()
-        last_run = manifest.last_run()
-        chunks_in_manifest = manifest.total_chunks()
-    finally:
-        manifest.close()
-    owned = store is None
-    store = store or Store(settings)
-    try:
-        points = store.count()
-    finally:
-        if owned:
-            store.close()
+def collect_status(runtime: Runtime) -> dict[str, Any]:
+    settings = runtime.settings
+    rows = runtime.manifest.sources()
+    last_run = runtime.manifest.last_run()
+    summary = (last_run or {}).get("summary") or {}
     embed = embedding_choice(settings)
     rerank = reranker_choice(settings)
+    config = config_path()
     return {
         "home": str(settings.home),
-        "collection": settings.collection,
+        "config_file": str(config) if config else "none (defaults and RAGKB_* variables)",
+        "collection": runtime.collection,
         "qdrant": settings.qdrant_url or f"embedded at {settings.qdrant_path}",
         "documents": sum(row.status == mf.OK for row in rows),
         "failed_documents": sum(row.status == mf.FAILED for row in rows),
-        "chunks": points,
-        "chunks_in_manifest": chunks_in_manifest,
+        "chunks": runtime.store.count(),
+        "chunks_in_manifest": runtime.manifest.total_chunks(),
         "embedding_model": embed.reason if embed.available else f"unavailable: {embed.reason}",
         "reranker": rerank.reason,
         "llm": backend_report(settings),
         "last_run": last_run,
         "failed": [{"path": row.path, "error": row.error} for row in rows if row.status == mf.FAILED],
+        "skipped": summary.get("skipped", []) if isinstance(summary.get("skipped"), list) else [],
     }

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,14 +14,19 @@ import pytest
 # A developer's own ragkb.toml or RAGKB_* variables must not leak into the tests.
 for _key in [k for k in os.environ if k.startswith("RAGKB_")]:
     del os.environ[_key]
-os.environ["RAGKB_CONFIG"] = "/nonexistent/ragkb.toml"
+# An empty config file: RAGKB_CONFIG wins over ~/.config/ragkb and /etc/ragkb, and must exist.
+_EMPTY_CONFIG = Path(tempfile.mkdtemp(prefix="ragkb-tests-")) / "ragkb.toml"
+_EMPTY_CONFIG.write_text("")
+os.environ["RAGKB_CONFIG"] = str(_EMPTY_CONFIG)
 
 from collections import Counter  # noqa: E402
 
-from ragkb import manifest as mf  # noqa: E402
 from ragkb.config import Settings  # noqa: E402
 from ragkb.ingest import Ingestor  # noqa: E402
-from ragkb.models import Embedder, load_embedder  # noqa: E402
+from ragkb.ingest import manifest as mf  # noqa: E402
+from ragkb.runtime import Runtime  # noqa: E402
+from ragkb.store import schema  # noqa: E402
+from ragkb.weights import Embedder, load_embedder  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
@@ -28,6 +35,38 @@ REPO = Path(__file__).parent.parent
 @pytest.fixture(scope="session")
 def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
     return load_embedder(Settings(home=tmp_path_factory.mktemp("models")))
+
+
+class KB:
+    """Runtimes for tests, at most one open per RAGKB_HOME as in a real process (the embedded
+    store can be open once): asking for another closes the previous one of that home."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self.open: dict[Path, Runtime] = {}
+
+    def runtime(self, settings: Settings, **kwargs: object) -> Runtime:
+        previous = self.open.pop(settings.home, None)
+        if previous is not None:
+            previous.close()
+        runtime = Runtime(settings, embedder=self.embedder, **kwargs)  # type: ignore[arg-type]
+        self.open[settings.home] = runtime
+        return runtime
+
+    def ingestor(self, settings: Settings) -> Ingestor:
+        return Ingestor(self.runtime(settings))
+
+    def close(self) -> None:
+        for runtime in self.open.values():
+            runtime.close()
+        self.open.clear()
+
+
+@pytest.fixture
+def runtimes(embedder: Embedder) -> Iterator[KB]:
+    manager = KB(embedder)
+    yield manager
+    manager.close()
 
 
 @pytest.fixture
@@ -97,4 +136,4 @@ def assert_consistent(ingestor: Ingestor) -> None:
     assert dict(per_doc) == expected
     for payload in payloads:
         on_record = sorted(row.path for row in sources if row.doc_id == payload["doc_id"])
-        assert payload["paths"] == on_record
+        assert schema.paths(payload) == on_record

@@ -6,20 +6,17 @@ import pytest
 
 from ollama_server import OllamaServer
 from ragkb.answer import NO_ANSWER, Answerer, attribute_citations, check_citations
-from ragkb.ingest import Ingestor
 from ragkb.llm import resolve_backend
 from ragkb.retrieve import Filters, Passage, Retriever
-from ragkb.store import Store
 
 
 @pytest.fixture
-def kb(settings, embedder, docs):
-    ingestor = Ingestor(settings, embedder=embedder)
-    ingestor.run([docs])
-    ingestor.close()
-    store = Store(settings)
-    yield settings, Retriever(settings, store=store, embedder=embedder)
-    store.close()
+def kb(settings, runtimes, docs):
+    runtime = runtimes.runtime(settings)
+    from ragkb.ingest import Ingestor
+
+    Ingestor(runtime).run([docs])
+    return settings, Retriever(runtime)
 
 
 @pytest.mark.parametrize(
@@ -59,7 +56,7 @@ def test_check_citations_removes_numbers_outside_the_context():
 
 
 def _passage(text: str) -> Passage:
-    return Passage("id", "doc", "/kb/a.md", None, None, text, 1.0, "text", "md")
+    return Passage("id", "doc", 0, "/kb/a.md", None, None, text, 1.0, "text", "md")
 
 
 def test_attribution_cites_copied_sentences_and_leaves_invented_ones():
@@ -71,7 +68,7 @@ def test_attribution_cites_copied_sentences_and_leaves_invented_ones():
 
 def _answerer(settings, retriever, server: OllamaServer) -> Answerer:
     settings = settings.model_copy(update={"llm_backend": "ollama", "ollama_url": server.url})
-    return Answerer(settings, retriever=retriever, generator=resolve_backend(settings))
+    return Answerer(retriever.runtime.derive(settings, generator=resolve_backend(settings)))
 
 
 def test_streamed_answer_over_ollama_cites_file_and_page(kb):
@@ -119,7 +116,7 @@ def test_ollama_errors_reach_the_user(kb):
 def test_embedded_llamacpp_answers_end_to_end(kb):
     settings, retriever = kb
     settings = settings.model_copy(update={"llm_backend": "llamacpp", "max_answer_tokens": 60})
-    events = list(Answerer(settings, retriever=retriever).stream("How many bottles of wine were there?"))
+    events = list(Answerer(retriever.runtime.derive(settings)).stream("How many bottles of wine were there?"))
     result = events[-1].result
     assert sum(e.kind == "token" and bool(e.text) for e in events) > 0  # the model really generated
     assert result.backend.startswith("llamacpp:") and "generate" in result.timings_ms

@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import make_bad_files
-from ragkb.cli import EXIT_LOCKED, app
+from ragkb.cli import app
+from ragkb.errors import EXIT_TEMPFAIL
 from ragkb.config import Settings
 from ragkb.ingest import ingest_lock
 
@@ -49,8 +50,8 @@ def test_human_summary_says_nothing_changed(home, docs, embedder):
 def test_locked_home_exits_75(home, docs):
     with ingest_lock(Settings(home=home)):
         result = runner.invoke(app, ["ingest", str(docs), "--json"])
-    assert result.exit_code == EXIT_LOCKED == 75
-    assert "another ingest is running" in result.output
+    assert result.exit_code == EXIT_TEMPFAIL == 75
+    assert "ingest of" in result.output and "in use by another process" in result.output
 
 
 def test_configuration_errors_exit_2(home, docs, monkeypatch):

@@ -17,6 +17,7 @@ import pytest
 from conftest import REPO, assert_consistent
 from ragkb.config import Settings
 from ragkb.ingest import Ingestor
+from ragkb.runtime import Runtime
 
 _WORDS = (
     "policy leave payroll audit contract vendor invoice laptop badge travel expense safety "
@@ -79,10 +80,8 @@ def test_sigkill_mid_ingest_leaves_no_orphans_or_duplicates(tmp_path):
     assert report["added"] + report["unchanged"] + report["updated"] == FILES and report["failed"] == []
     assert report["added"] == FILES - stored_before
 
-    ingestor = Ingestor(settings)
-    try:
+    with Runtime(settings) as runtime:
+        ingestor = Ingestor(runtime)
         assert_consistent(ingestor)
         assert len(ingestor.manifest.sources()) == FILES
         assert ingestor.store.count() == ingestor.manifest.total_chunks()
-    finally:
-        ingestor.close()

@@ -10,17 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ragkb.config import Settings
-from ragkb.evaluation import (
-    evaluate_retrieval,
-    evaluate_run,
-    load_beir,
-    load_qrels,
-    max_pool,
-    mrr_at_k,
-    ndcg_at_k,
-    percentile,
-    recall_at_k,
-)
+from ragkb.eval.beir import load_beir, load_qrels
+from ragkb.eval.metrics import evaluate_run, max_pool, mrr_at_k, ndcg_at_k, percentile, recall_at_k
+from ragkb.eval.retrieval import evaluate_retrieval
 
 
 # --- metrics -------------------------------------------------------------------------------------
@@ -164,7 +156,7 @@ def test_chunked_documents_are_scored_once(tmp_path: Path, embedder) -> None:
 
 
 def test_cli_retrieval_json(tmp_path: Path, embedder) -> None:
-    from ragkb.eval_cli import eval_app
+    from ragkb.eval.cli import eval_app
 
     data = make_beir(tmp_path / "tiny")
     result = CliRunner().invoke(
@@ -183,7 +175,7 @@ def test_cli_retrieval_json(tmp_path: Path, embedder) -> None:
 
 # --- answer citations on a tiny SQuAD-format file ------------------------------------------------
 def test_answers_cite_gold_passage(tmp_path: Path, embedder) -> None:
-    from ragkb.eval_answers import evaluate_answers
+    from ragkb.eval.answers import evaluate_answers
 
     paragraphs = [
         ("We keep your email address for 30 days after you close your account.", "How long is my email kept?", "30 days"),
@@ -213,10 +205,10 @@ def test_rerank_mode_orders_the_head_by_a_real_cross_encoder(tmp_path: Path, emb
     import torch
     from sentence_transformers import CrossEncoder
 
-    from ragkb.evaluation import doc_ids_by_content, run_queries
-    from ragkb.models import embedding_choice
+    from ragkb.eval.retrieval import doc_ids_by_content, run_queries
     from ragkb.retrieve import Retriever
-    from ragkb.store import Store
+    from ragkb.runtime import Runtime
+    from ragkb.weights import embedding_choice
 
     torch.manual_seed(0)
     folder = tmp_path / "cross-encoder"
@@ -227,17 +219,14 @@ def test_rerank_mode_orders_the_head_by_a_real_cross_encoder(tmp_path: Path, emb
     settings = Settings(home=tmp_path / "home", chunk_words=100_000, reranker_model=folder)
     report = evaluate_retrieval(data, settings, modes=("hybrid",), embedder=embedder)
     question = QUERIES["q1"]
-    store = Store(settings, report.collection)
-    try:
-        retriever = Retriever(settings, store=store, embedder=embedder)
-        doc_map = doc_ids_by_content(settings, report.collection)
+    with Runtime(settings, report.collection, embedder=embedder) as runtime:
+        retriever = Retriever(runtime)
+        doc_map = doc_ids_by_content(runtime)
         plain, _ = run_queries(retriever, {"q1": question}, doc_map, "hybrid", depth=10)
         run, latencies = run_queries(retriever, {"q1": question}, doc_map, "rerank", depth=10, rerank_depth=3)
         reranked = retriever.retrieve(question, top_k=3, mode="hybrid", rerank=True)
         # every hybrid candidate (the tiny corpus is within settings.rerank_candidates) is re-scored
-        scores = retriever.reranker.predict([(question, " ".join(DOCS[doc])) for doc in plain["q1"]])
-    finally:
-        store.close()
+        scores = runtime.reranker.predict([(question, " ".join(DOCS[doc])) for doc in plain["q1"]])
     expected_head = [doc for _, doc in sorted(zip(scores, plain["q1"]), key=lambda pair: -pair[0])][:3]
     assert len(latencies) == 1 and reranked.reranked and "rerank" in reranked.timings_ms
     assert run["q1"][:3] == expected_head  # the cross-encoder's best three, in its order

@@ -26,7 +26,7 @@ from pydantic import SecretStr
 
 from ragkb.config import Settings
 from ragkb.llm import LLMError, backend_report, resolve_backend
-from ragkb.models import gguf_choice
+from ragkb.weights import gguf_choice
 
 REPLY = "Employees receive 25 days of paid vacation per year [1]."
 SYSTEM = "Answer from the passages only and cite them as [n]."

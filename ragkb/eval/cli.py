@@ -9,8 +9,7 @@ import json
 import logging
 import sys
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -22,25 +21,12 @@ err = Console(stderr=True)
 out = Console()
 
 
-@contextmanager
-def _exit_codes(bad_input: tuple[type[Exception], ...], prefix: str = "") -> Iterator[None]:
-    """The same exit codes as `ragkb ingest`: 2 bad input or configuration, 75 locked."""
-    from ragkb.ingest import IngestLocked
-    from ragkb.models import ModelUnavailable
-    from ragkb.store import StoreError
+def _exit_codes(bad_input: tuple[type[Exception], ...], prefix: str = "") -> AbstractContextManager[None]:
+    """The same exit codes as every `ragkb` command (`ragkb.errors`); `bad_input` adds the
+    dataset errors (missing files, malformed data) as usage errors."""
+    from ragkb.console import handled
 
-
-    try:
-        yield
-    except bad_input as exc:
-        err.print(f"[red]error:[/red] {prefix}{exc}")
-        raise typer.Exit(2) from exc
-    except IngestLocked as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(75) from exc
-    except (StoreError, ModelUnavailable) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    return handled(bad_input, prefix)
 
 
 @eval_app.callback()
@@ -50,7 +36,7 @@ def _group() -> None:
 
 def _base_settings(home: Optional[Path], chunk_words: Optional[int], **overrides: object):  # noqa: ANN202
     from ragkb.config import Settings
-    from ragkb.evaluation import eval_settings
+    from ragkb.eval.retrieval import eval_settings
 
     try:
         base = Settings()
@@ -89,7 +75,7 @@ def retrieval(
     save: Annotated[Optional[Path], typer.Option(help="Also write the JSON report to this file")] = None,
 ) -> None:
     """nDCG@10, Recall@10/100 and MRR@10 of dense, sparse, hybrid and hybrid+rerank retrieval."""
-    from ragkb.evaluation import MODES, evaluate_retrieval, markdown_table
+    from ragkb.eval.retrieval import MODES, evaluate_retrieval, markdown_table
 
     _quiet()
     wanted = [m.strip() for m in modes.split(",") if m.strip()]
@@ -148,7 +134,7 @@ def bench(
 ) -> None:
     """Ingest throughput vs llama-index, query/answer latency p50/p95, peak memory."""
     from ragkb.config import Settings
-    from ragkb.eval_bench import run_benchmark
+    from ragkb.eval.bench import run_benchmark
 
     _quiet()
     result = run_benchmark(
@@ -173,7 +159,7 @@ def answers(
     save: Annotated[Optional[Path], typer.Option(help="Write the JSON result to this file")] = None,
 ) -> None:
     """Share of answers whose citations include the gold passage, per generation backend."""
-    from ragkb.eval_answers import evaluate_answers
+    from ragkb.eval.answers import evaluate_answers
 
 
     _quiet()
@@ -191,5 +177,5 @@ def answers(
     print(text)
 
 
-if __name__ == "__main__":  # `python -m ragkb.eval_cli ...` works without the `ragkb eval` entry too
+if __name__ == "__main__":  # `python -m ragkb.eval.cli ...` works without the `ragkb eval` entry too
     eval_app()

@@ -15,13 +15,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ragkb.config import Settings
+from ragkb.errors import ModelUnavailable
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder, SentenceTransformer
-
-
-class ModelUnavailable(RuntimeError):
-    """A model the configuration asks for is not on this machine."""
 
 
 @dataclass(frozen=True)

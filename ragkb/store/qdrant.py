@@ -1,46 +1,48 @@
-"""The Qdrant collection: one schema (dense + BM25 sparse vectors), embedded or server.
+"""The Qdrant collection through qdrant-client: a server by URL, or qdrant-client's embedded
+(path) mode. One schema (`ragkb.store.schema`): dense + BM25 sparse vectors, payload indexes,
+the reader's filter inside every prefetch.
 
-qdrant-client already hides its embedded (path) mode behind the server API, so ragkb keeps a
-single Store class and chooses the backend only in `open_client`.
+The embedded folder can be open in one process only. ragkb takes its own lock on it
+(`RAGKB_HOME/store.lock`) before the client opens the folder, waits for it a bounded time, and
+then says the base is busy (exit 75) instead of crashing in the client.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
+import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from qdrant_client import QdrantClient, models
 
 from ragkb.config import Settings
+from ragkb.errors import StoreError
+from ragkb.locks import HomeLock
+from ragkb.store.schema import DENSE, INDEXED_KEYWORDS, SPARSE, SearchMode, doc_filter
 
 log = logging.getLogger(__name__)
-
-DENSE = "dense"
-SPARSE = "sparse"
-SearchMode = Literal["hybrid", "dense", "sparse"]
-# Payload keys that queries filter on get an index on a server (embedded mode ignores them).
-_INDEXED_KEYWORDS = ("doc_id", "acl", "dirs", "file_type")
-_POINT_NAMESPACE = uuid.UUID("6f1c3a52-2f0e-4c59-9a55-0c7c5d0a9b11")
-
-
-class StoreError(RuntimeError):
-    """The vector store cannot be opened or used; the message says what to fix."""
 
 
 @dataclass(frozen=True)
 class Hit:
+    """A point as the backend returns it; `schema.passage` gives the typed view."""
+
     id: str
     score: float
     payload: dict[str, Any]
 
 
-def point_id(doc_id: str, chunk_index: int) -> str:
-    """Deterministic ids make a re-run after a crash overwrite, never duplicate."""
-    return str(uuid.uuid5(_POINT_NAMESPACE, f"{doc_id}:{chunk_index}"))
+@dataclass(frozen=True)
+class NewPoint:
+    """A chunk to write: its id, both vectors and its payload (built by `schema`)."""
+
+    id: str
+    dense: list[float]
+    sparse: tuple[list[int], list[float]]
+    payload: dict[str, Any]
 
 
 def open_client(settings: Settings) -> QdrantClient:
@@ -58,18 +60,30 @@ def open_client(settings: Settings) -> QdrantClient:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return QdrantClient(path=str(settings.qdrant_path))
-    except RuntimeError as exc:
-        raise StoreError(
-            f"embedded Qdrant at {settings.qdrant_path} is open in another process "
-            "(an ingest run or the UI); use a Qdrant server (RAGKB_QDRANT_URL) for concurrent access"
-        ) from exc
+    except RuntimeError as exc:  # only when something bypassed ragkb's own lock
+        raise StoreError(f"embedded Qdrant at {settings.qdrant_path} is open in another process") from exc
 
 
 class Store:
-    def __init__(self, settings: Settings, collection: str | None = None, client: QdrantClient | None = None):
+    """One collection. `wait_s` bounds how long opening waits for another process that holds
+    the embedded store (a writer waits long, a reader briefly); a server needs no lock."""
+
+    def __init__(self, settings: Settings, collection: str | None = None, wait_s: float | None = None) -> None:
         self.settings = settings
         self.collection = collection or settings.collection
-        self.client = client or open_client(settings)
+        self._lock: HomeLock | None = None
+        if not settings.qdrant_url:
+            self._lock = HomeLock(settings.home / "store.lock", "the embedded store")
+            self._lock.acquire(settings.store_read_wait_s if wait_s is None else wait_s)
+        try:
+            client = open_client(settings)
+            # qdrant-client's embedded mode is plain Python and not safe for a query racing an
+            # upsert from another thread (UI sessions, API workers): serialise its calls.
+            self.client = client if settings.qdrant_url else _Serialized(client)
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
 
     # --- schema ------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -95,7 +109,7 @@ class Store:
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # embedded mode warns that indexes do nothing there
-            for key in _INDEXED_KEYWORDS:
+            for key in INDEXED_KEYWORDS:
                 self.client.create_payload_index(self.collection, key, models.PayloadSchemaType.KEYWORD)
 
     def drop(self) -> None:
@@ -103,19 +117,25 @@ class Store:
             self.client.delete_collection(self.collection)
 
     # --- writes ------------------------------------------------------------------------------
-    def upsert(self, points: Sequence[models.PointStruct]) -> None:
-        for start in range(0, len(points), self.settings.upsert_batch_size):
-            self.client.upsert(
-                self.collection, points=list(points[start : start + self.settings.upsert_batch_size]), wait=True
+    def upsert(self, points: Sequence[NewPoint]) -> None:
+        structs = [
+            models.PointStruct(
+                id=p.id,
+                vector={DENSE: p.dense, SPARSE: models.SparseVector(indices=p.sparse[0], values=p.sparse[1])},
+                payload=p.payload,
             )
+            for p in points
+        ]
+        for start in range(0, len(structs), self.settings.upsert_batch_size):
+            self.client.upsert(self.collection, points=structs[start : start + self.settings.upsert_batch_size], wait=True)
 
     def delete_doc(self, doc_id: str) -> None:
         if not self.exists():
             return
-        self.client.delete(self.collection, points_selector=_doc_filter(doc_id), wait=True)
+        self.client.delete(self.collection, points_selector=models.FilterSelector(filter=doc_filter(doc_id)), wait=True)
 
     def set_doc_payload(self, doc_id: str, payload: dict[str, Any]) -> None:
-        self.client.set_payload(self.collection, payload=payload, points=_doc_filter(doc_id), wait=True)
+        self.client.set_payload(self.collection, payload=payload, points=models.FilterSelector(filter=doc_filter(doc_id)), wait=True)
 
     # --- reads -------------------------------------------------------------------------------
     def count(self, query_filter: models.Filter | None = None) -> int:
@@ -178,15 +198,32 @@ class Store:
         return [Hit(str(p.id), float(p.score), p.payload or {}) for p in response.points]
 
     def close(self) -> None:
-        self.client.close()
+        try:
+            self.client.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+
+class _Serialized:
+    """Every call on the wrapped client holds one lock."""
+
+    def __init__(self, client: QdrantClient) -> None:
+        self._client = client
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return locked
 
 
 def _reason(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
-
-
-def _doc_filter(doc_id: str) -> models.FilterSelector:
-    return models.FilterSelector(
-        filter=models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))])
-    )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ragkb.config import Settings
-from ragkb.evaluation import latency_summary
+from ragkb.eval.metrics import latency_summary
 
 
 @dataclass(frozen=True)
@@ -92,27 +92,21 @@ def evaluate_answers(
     from ragkb.answer import Answerer
     from ragkb.ingest import Ingestor
     from ragkb.llm import resolve_backend
-    from ragkb.retrieve import Retriever
-    from ragkb.store import Store
+    from ragkb.runtime import Runtime
 
     folder = settings.home / "policyqa-docs"
     items, files = load_squad_subset(dataset, titles, folder)
     sample = _sample(items, questions)
     collection = f"qa-{Path(dataset).stem}-{titles}"
-    ingestor = Ingestor(settings, collection, embedder=embedder)
-    try:
-        ingest = ingestor.run([folder]).to_dict()
-    finally:
-        ingestor.close()
-    log(f"{files} passages ingested ({ingest['added']} added, {ingest['unchanged']} unchanged); {len(sample)} of {len(items)} questions")
-    store = Store(settings, collection)
-    retriever = Retriever(settings, store=store, embedder=embedder)
+    runtime = Runtime(settings, collection, embedder=embedder)
     results: dict[str, Any] = {}
     try:
+        ingest = Ingestor(runtime).run([folder]).to_dict()
+        log(f"{files} passages ingested ({ingest['added']} added, {ingest['unchanged']} unchanged); {len(sample)} of {len(items)} questions")
         for backend in backends:
             backend_settings = settings.model_copy(update={"llm_backend": backend})
             generator = resolve_backend(backend_settings)
-            answerer = Answerer(backend_settings, retriever, generator)
+            answerer = Answerer(runtime.derive(backend_settings, generator=generator))
             asked = sample if backend == "none" or llm_questions is None else _sample(sample, llm_questions)
             probe = answerer.ask(asked[0].question)  # loads the model; an unreachable server fails here
             if probe.warnings and not probe.answer:
@@ -151,7 +145,7 @@ def evaluate_answers(
             }
             log(f"{backend}: {results[backend]['citations_include_gold']:.3f} of answers cite the gold passage")
     finally:
-        store.close()
+        runtime.close()
     return {
         "dataset": str(dataset),
         "documents": titles,

@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from ragkb.config import Settings
-from ragkb.evaluation import latency_summary, load_beir
+from ragkb.runtime import Runtime
+from ragkb.eval.beir import load_beir
+from ragkb.eval.metrics import latency_summary
 
 Log = Callable[[str], None]
 
@@ -52,13 +54,10 @@ def write_documents(records: Sequence[tuple[str, str, str]], folder: Path) -> li
 def _ragkb_ingest(settings: Settings, collection: str, folder: Path, embedder: Any) -> dict[str, Any]:
     from ragkb.ingest import Ingestor
 
-    ingestor = Ingestor(settings, collection, embedder=embedder)
-    try:
+    with Runtime(settings, collection, embedder=embedder) as runtime:
         started = time.perf_counter()
-        report = ingestor.run([folder])
+        report = Ingestor(runtime).run([folder])
         seconds = time.perf_counter() - started
-    finally:
-        ingestor.close()
     if report.failed:
         raise RuntimeError(f"ragkb ingest failed on {len(report.failed)} files, e.g. {report.failed[0]}")
     return {"documents": report.added, "chunks": report.chunks, "seconds": round(seconds, 2)}
@@ -67,13 +66,10 @@ def _ragkb_ingest(settings: Settings, collection: str, folder: Path, embedder: A
 def _ragkb_records(settings: Settings, collection: str, records: Sequence[tuple[str, str, str]], embedder: Any) -> dict[str, Any]:
     from ragkb.ingest import Ingestor
 
-    ingestor = Ingestor(settings, collection, embedder=embedder)
-    try:
+    with Runtime(settings, collection, embedder=embedder) as runtime:
         started = time.perf_counter()
-        report = ingestor.ingest_records(list(records), "bench")
+        report = Ingestor(runtime).ingest_records(list(records), "bench")
         seconds = time.perf_counter() - started
-    finally:
-        ingestor.close()
     return {"documents": report.added, "chunks": report.chunks, "seconds": round(seconds, 2)}
 
 
@@ -127,9 +123,8 @@ def run_benchmark(
     """Ingest `documents` corpus documents with ragkb and the baseline, then time queries."""
     from ragkb.answer import Answerer
     from ragkb.llm import NoGenerator, resolve_backend
-    from ragkb.models import embedding_choice, load_embedder
     from ragkb.retrieve import Retriever
-    from ragkb.store import Store
+    from ragkb.weights import embedding_choice, load_embedder
 
     dataset = load_beir(dataset_path, "test")
     records = [record for record, _ in zip(dataset.records(), range(documents))]
@@ -189,8 +184,8 @@ def run_benchmark(
     questions = list(dataset.queries.values())[:queries]
     log(f"query latency over {len(questions)} questions")
     latency: dict[str, Any] = {}
-    store = Store(settings, "bench-0")
-    retriever = Retriever(settings, store=store, embedder=embedder)
+    runtime = Runtime(settings, "bench-0", embedder=embedder, generator=NoGenerator())
+    retriever = Retriever(runtime)
     retriever.retrieve(questions[0])  # warm
     for mode in ("hybrid", "dense", "sparse"):
         times = []
@@ -206,14 +201,14 @@ def run_benchmark(
         baseline.retrieve(question, settings.top_k)
         times.append((time.perf_counter() - started) * 1000)
     latency[f"llama-index retrieve (dense, top {settings.top_k})"] = latency_summary(times)
-    answerer = Answerer(settings, retriever, NoGenerator())
+    answerer = Answerer(runtime)
     times = [answerer.ask(question).timings_ms["total"] for question in questions]
     latency["ragkb answer, backend none"] = latency_summary(times)
     result["rss_mb"]["after_queries"] = peak_rss_mb()
 
     llm_settings = settings.model_copy(update={"llm_backend": "llamacpp"})
     generator = resolve_backend(llm_settings)
-    llm_answerer = Answerer(llm_settings, retriever, generator)
+    llm_answerer = Answerer(runtime.derive(llm_settings, generator=generator))
     try:
         log(f"answer latency with {generator.name} over {llm_questions} questions")
         started = time.perf_counter()
@@ -232,7 +227,7 @@ def run_benchmark(
     except Exception as exc:  # noqa: BLE001 - an unavailable backend is a result, not a crash
         latency["ragkb answer, backend llamacpp"] = {"unavailable": str(exc)}
     result["latency_ms"] = latency
-    store.close()
+    runtime.close()
     baseline.close()
     log("peak memory of a query-only process")
     result["query_process_rss_mb"] = query_process_rss(settings, "bench-0", questions[:10])
@@ -245,14 +240,12 @@ import json, sys
 from pathlib import Path
 from ragkb.config import Settings
 from ragkb.answer import Answerer
-from ragkb.retrieve import Retriever
-from ragkb.store import Store
 from ragkb.llm import NoGenerator, resolve_backend
+from ragkb.runtime import Runtime
 args = json.loads(sys.argv[1])
 settings = Settings(home=Path(args["home"]), llm_backend=args["backend"])
-retriever = Retriever(settings, store=Store(settings, args["collection"]))
 generator = NoGenerator() if args["backend"] == "none" else resolve_backend(settings)
-answerer = Answerer(settings, retriever, generator)
+answerer = Answerer(Runtime(settings, args["collection"], generator=generator))
 for question in args["questions"]:
     answerer.ask(question)
 # VmHWM, not ru_maxrss: Linux carries the parent's ru_maxrss over fork + exec.
