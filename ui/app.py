@@ -1,8 +1,10 @@
 """ragkb's Streamlit UI: sign-in, then the chat page and (for admins) the admin page.
 
 Started by `ragkb ui` (or docker-compose) as `streamlit run ui/app.py`. Everything it knows
-comes from `ragkb`; the pages are `chat.py` and `admin.py` beside this file and the shared
-pieces are in `kbui.py`.
+comes from `ragkb`; the pages are `chat.py` and `admin.py` beside this file, and the pieces they
+share are the `ui` package's modules: `kbui` (settings, the shared Runtime, who is signed in),
+`markup` (untrusted text made inert as Markdown: every document- or model-derived string goes
+through `markup.md` before Streamlit renders it), `sources` (citations) and `uploads`.
 
 Who may do what:
 - no users file (RAGKB_USERS_FILE unset): single-user mode, no ACL filter, admin page for all;
@@ -14,17 +16,12 @@ Who may do what:
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import streamlit as st
 
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-import streamlit as st  # noqa: E402
-
-import kbui  # noqa: E402
-from ragkb.access import AccessError  # noqa: E402
+from ragkb import users
+from ragkb.errors import AccessError, RagkbError
+from ui import kbui
+from ui.markup import md
 
 st.set_page_config(
     page_title="ragkb",
@@ -40,27 +37,28 @@ st.set_page_config(
 
 try:
     settings = kbui.load_settings()
-except Exception as exc:  # noqa: BLE001 - a bad ragkb.toml or RAGKB_* value: say which, stop
-    st.error(f"ragkb configuration error: {exc}")
+    mode = users.auth_mode(settings)  # a users file configured but missing stops here: fail closed
+except Exception as exc:  # noqa: BLE001 - a bad ragkb.toml, RAGKB_* value or users file: say which, stop
+    st.error(f"ragkb configuration error: {md(exc)}")
     st.stop()
 
 
-def _identity() -> kbui.Identity | None:
+def _identity() -> users.Identity | None:
     """The user of this run, or None when they still have to sign in."""
-    mode = kbui.auth_mode(settings)
     if mode == "anonymous":
-        return kbui.ANONYMOUS
+        return users.ANONYMOUS
     try:
         if mode == "header":
-            return kbui.identity_from_header(settings, st.context.headers)
-        signed_in: kbui.Identity | None = st.session_state.get("identity")
+            return users.identity_from_header(settings, st.context.headers)
+        signed_in: users.Identity | None = st.session_state.get("identity")
         if signed_in is None:
             return None
         # Re-read the users file every run: a removed user or a changed group applies at once.
-        return kbui.identity_from_stored(settings, signed_in)
-    except AccessError as exc:
-        st.session_state.pop("identity", None)
-        st.error(str(exc))
+        return users.identity_refreshed(settings, signed_in)
+    except RagkbError as exc:  # unknown user, or the users file became unreadable
+        if isinstance(exc, AccessError):
+            st.session_state.pop("identity", None)
+        st.error(md(exc))
         st.stop()
 
 
@@ -72,9 +70,9 @@ def _login_page() -> None:
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         try:
-            identity = kbui.identity_from_password(settings, name, password)
-        except AccessError as exc:
-            st.error(str(exc))
+            identity = users.identity_from_password(settings, name, password)
+        except RagkbError as exc:
+            st.error(md(exc))
             return
         st.session_state["identity"] = identity
         st.session_state.pop("login_password", None)
@@ -92,17 +90,17 @@ with st.sidebar:
     if identity.name is None:
         st.caption("Single-user mode: no users file is configured, so every document is visible.")
     else:
-        st.markdown(f"Signed in as **{identity.name}**")
-        st.caption("Groups: " + (", ".join(identity.groups or ()) or "none"))
+        st.markdown(f"Signed in as **{md(identity.name)}**")
+        st.caption("Groups: " + md(", ".join(identity.groups or ()) or "none"))
         if identity.via == "password" and st.button("Sign out", icon=":material/logout:"):
             for key in ("identity", "messages"):
                 st.session_state.pop(key, None)
             st.rerun()
     backend = kbui.backend_info(settings)
-    st.markdown(f"**Model:** `{backend['backend']}`")
-    st.caption(backend["reason"])
-    st.markdown(f"**Collection:** `{settings.collection}`")
-    st.caption(settings.qdrant_url or f"embedded Qdrant at {settings.qdrant_path}")
+    st.markdown(f"**Model:** {md(backend['backend'])}")
+    st.caption(md(backend["reason"]))
+    st.markdown(f"**Collection:** {md(settings.collection)}")
+    st.caption(md(settings.qdrant_url or f"embedded Qdrant at {settings.qdrant_path}"))
 
 pages = [st.Page("chat.py", title="Ask", icon=":material/chat:", default=True)]
 if identity.is_admin:

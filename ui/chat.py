@@ -1,24 +1,29 @@
 """Chat page: streamed answers, numbered citation chips, source preview with the cited passage
-highlighted, and a download of the original file."""
+highlighted, and a download of the original file.
+
+Answers, file names, paths, sections and warnings come from documents or the model: each goes
+through `md()` (or `html.escape` in the preview) before Streamlit renders it as Markdown.
+"""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-import kbui
-from ragkb import access
 from ragkb.answer import AnswerResult, Citation
-from ragkb.retrieve import Filters
+from ragkb.errors import BadInput, RagkbError
+from ragkb.retrieve import Filters, check_question
+from ui import kbui, sources
+from ui.markup import md
 
 log = logging.getLogger("ragkb.ui")
 
 settings, identity = kbui.context()
-rows = kbui.readable_rows(kbui.manifest_rows(settings), identity, settings)
+runtime = kbui.runtime(settings)
+rows = kbui.readable_rows(runtime.manifest.sources(), identity, settings)
 messages: list[dict[str, Any]] = st.session_state.setdefault("messages", [])
 
 with st.sidebar:
@@ -43,26 +48,26 @@ with st.sidebar:
 
 def _timings(result: AnswerResult) -> str:
     parts = [f"{name} {ms:,.0f} ms" for name, ms in result.timings_ms.items()]
-    return f"Answered by `{result.backend}` · " + " · ".join(parts)
+    return md(f"Answered by {result.backend} · " + " · ".join(parts))
 
 
 def _render_source(c: Citation, msg_id: str) -> None:
-    name = Path(c.source).name or "(unknown file)"
+    name = sources.file_name(c)
     with st.container(border=True, key=f"source-{msg_id}"):
-        st.markdown(f"**[{c.n}] {kbui.safe_markdown(name)}** — {kbui.location(c)}")
-        st.caption(f"{c.source} · relevance {c.score:.3f}")
+        st.markdown(f"**{md(f'[{c.n}] {name}')}** — {sources.location(c)}")
+        st.caption(md(f"{c.source} · relevance {c.score:.3f}"))
         try:
-            before, after = kbui.neighbours(kbui.store_key(settings), c.doc_id, c.text, _store=kbui.shared_store(settings))
+            before, after = sources.neighbours(kbui.runtime_key(settings), c.doc_id, c.text, _runtime=runtime)
         except Exception:  # noqa: BLE001 - the passage alone is still worth showing
             log.exception("could not load the text around a cited passage")
             before, after = "", ""
-        st.html(kbui.highlighted_html(c.text, before, after))
+        st.html(sources.highlighted_html(c.text, before, after))
         if kbui.may_download(c.source, identity, settings, rows):
             st.download_button(
-                f"Download {name}",
-                data=kbui.file_reader(c.source),
+                md(f"Download {name}"),
+                data=sources.file_reader(c.source),
                 file_name=name,
-                mime=kbui.mime_type(c.source),
+                mime=sources.mime_type(c.source),
                 key=f"download-{msg_id}-{c.n}",
                 icon=":material/download:",
                 on_click="ignore",
@@ -73,12 +78,12 @@ def _render_source(c: Citation, msg_id: str) -> None:
 
 def _render_answer(msg: dict[str, Any]) -> None:
     result: AnswerResult = msg["result"]
-    st.markdown(kbui.safe_markdown(result.answer))
+    st.markdown(md(result.answer))
     if result.flagged:
         st.warning("This answer cites none of the retrieved passages: check it against the sources below.", icon=":material/report:")
     for warning in result.warnings:
         if not (result.flagged and "cites none" in warning):
-            st.warning(warning, icon=":material/warning:")
+            st.warning(md(warning), icon=":material/warning:")
     chips = result.citations
     label = "Sources"
     if not chips and result.passages:
@@ -88,7 +93,7 @@ def _render_answer(msg: dict[str, Any]) -> None:
         chosen = st.pills(
             label,
             options=list(by_n),
-            format_func=lambda n: kbui.citation_label(by_n[n]),
+            format_func=lambda n: sources.citation_label(by_n[n]),
             selection_mode="single",
             key=f"cite-{msg['id']}",
         )
@@ -100,9 +105,9 @@ def _render_answer(msg: dict[str, Any]) -> None:
 def _render(msg: dict[str, Any]) -> None:
     with st.chat_message(msg["role"]):
         if msg["role"] == "user":
-            st.markdown(kbui.safe_markdown(msg["content"]))
+            st.markdown(md(msg["content"]))
         elif msg.get("error"):
-            st.error(msg["error"])
+            st.error(md(msg["error"]))
         else:
             _render_answer(msg)
 
@@ -124,22 +129,25 @@ def _ask(question: str) -> dict[str, Any]:
                     status.caption(f"Found {found} passage{'s' if found != 1 else ''}; answering…" if found else "No matching passage.")
                 elif event.kind == "token":
                     text += event.text
-                    body.markdown(kbui.safe_markdown(text) + " ▌")
+                    body.markdown(md(text) + " ▌")
                 elif event.kind == "done":
                     result = event.result
         except Exception as exc:  # noqa: BLE001 - store or model failure: show it, keep the session
-            log.exception("answering failed")
+            if isinstance(exc, RagkbError):  # its message says what is wrong and what to do
+                log.warning("answering failed: %s", exc)
+            else:
+                log.exception("answering failed")
+            error = f"Could not answer: {exc}"
             status.empty()
             body.empty()
-            error = f"Could not answer: {exc}"
-            st.error(error)
+            st.error(md(error))
             return {"id": msg_id, "role": "assistant", "error": error}
         status.empty()
         body.empty()
         assert result is not None
         msg = {"id": msg_id, "role": "assistant", "result": result}
         try:
-            access.audit_answer(settings, result, user=identity.name, channel="ui")
+            runtime.audit_answer(result, user=identity.name, channel="ui")
         except OSError as exc:
             log.exception("audit log write failed")
             result.warnings.append(f"the audit log could not be written: {exc}")
@@ -153,9 +161,13 @@ if not rows and not messages:
 for message in messages:
     _render(message)
 
-question = st.chat_input("Ask a question about your documents")
+question = st.chat_input("Ask a question about your documents", max_chars=settings.max_question_chars)
 if question and question.strip():
-    question = question.strip()
+    try:
+        question = check_question(question, settings.max_question_chars)
+    except BadInput as exc:  # the box stops at the limit, but a client can send more
+        st.error(md(exc))
+        st.stop()
     user_msg = {"id": uuid.uuid4().hex[:12], "role": "user", "content": question}
     _render(user_msg)
     answer_msg = _ask(question)

@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import resource
+import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -87,7 +89,8 @@ class ParsePool:
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(target=_worker_main, args=(child, self.settings), daemon=True, name="ragkb-parse")
-        process.start()
+        with _main_script_hidden():
+            process.start()
         child.close()
         return _Worker(process, parent)
 
@@ -162,6 +165,24 @@ class ParsePool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """multiprocessing re-runs the parent's `__main__` *script* in every child to rebuild its
+    globals. The worker needs nothing from it, and under Streamlit that script is a UI page,
+    which must not run in a parser process. Without `__file__` the script is not re-run; a
+    main module started with `-m` (its `__spec__` set) is re-imported by name, harmlessly."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 def _death_reason(exitcode: int | None, settings: Settings) -> str:

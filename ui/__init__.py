@@ -1,0 +1,1 @@
+"""ragkb's Streamlit UI (`ragkb ui`): app.py with the chat and admin pages."""
