@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# ragkb image: the `ragkb` CLI, the Streamlit UI (`ragkb ui`) and the nightly ingest wrapper.
-# Used by docker-compose.yml for the `ui` and `ingest` services.
+# ragkb image: the `ragkb` CLI, the service (`ragkb serve`: API + Streamlit UI) and the nightly
+# ingest wrapper.
+# Used by docker-compose.yml for the `ragkb` (service: API + UI) and `ingest` services.
 #
 #   docker build -t ragkb:0.1.0 .
 #
@@ -32,9 +33,8 @@ RUN pip install --upgrade pip
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN pip install torch==2.13.0 --index-url "${TORCH_INDEX_URL}"
 
-# The project, with the embedded llama.cpp backend. It is installed in editable mode from
-# /app, the same way `make install` does, so `ragkb ui` finds ui/app.py next to the package
-# exactly as in a source checkout (the ui/ folder is not part of the Python package).
+# The project (the `ragkb` and `ui` packages), with the embedded llama.cpp backend, installed
+# in editable mode from /app the same way `make install` does.
 # GGML_NATIVE=OFF: a portable build, not one tuned to the CPU of the build machine.
 # torchvision is removed afterwards: unstructured[pdf] pulls it in, its PyPI build does not
 # match the CPU torch ("operator torchvision::nms does not exist") and ragkb never uses it
@@ -89,11 +89,13 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 USER ragkb
 VOLUME ["/data"]
-EXPOSE 8501
+EXPOSE 8000 8501
 
-# Streamlit answers /_stcore/health with 200 "ok" once the UI is up. Services started with
-# another command (the compose `ingest` service) turn this check off.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).status != 200)"]
+# The service answers /readyz with 200 once the store is open and the models are loaded.
+# Services started with another command (the compose `ingest` service) turn this check off.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4).status != 200)"]
 
-CMD ["ragkb", "ui", "--host", "0.0.0.0", "--port", "8501"]
+# Binding 0.0.0.0 needs a users file (RAGKB_USERS_FILE): the service refuses to serve every
+# document to everyone on a network address.
+CMD ["ragkb", "serve", "--host", "0.0.0.0", "--port", "8000", "--ui-port", "8501"]

@@ -12,33 +12,32 @@ import json
 import logging
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pydantic import ValidationError
 from rich.markup import escape
 
 from ragkb.config import Settings
+from ragkb import operations
 from ragkb.console import err, handled, out, print_answer, print_report, print_status, run_with_progress
 from ragkb.errors import EXIT_PARTIAL, ConfigError, NotFound
-from ragkb.runtime import Runtime
+from ragkb.ingest import IngestReport, ProgressCallback
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Private retrieval-augmented knowledge base.")
 
 
-def _settings(collection: str | None = None) -> Settings:
+def _settings() -> Settings:
     try:
         settings = Settings()
-    except ValidationError as exc:  # pydantic validation of ragkb.toml / RAGKB_* values
+    except ValueError as exc:  # invalid TOML, or pydantic's validation of ragkb.toml / RAGKB_* values
         raise ConfigError(f"configuration error: {exc}") from exc
     if Path("ragkb.toml").is_file():
         from ragkb.config import config_path
 
         if config_path() != Path("ragkb.toml").resolve():
             err.print("[yellow]warning:[/yellow] ./ragkb.toml is not read: set RAGKB_CONFIG=ragkb.toml to use it")
-    if collection:
-        settings = settings.model_copy(update={"collection": collection})
     return settings
 
 
@@ -59,19 +58,19 @@ def ingest(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Add, update and remove documents so the base matches the given folders."""
-    from ragkb.ingest import Ingestor
-
     _quiet_libraries(verbose)
     with handled():
-        settings = _settings(collection)
+        settings = _settings()
         if workers is not None:
             settings = settings.model_copy(update={"parse_workers": workers})
         roots = list(paths or [source.path for source in settings.sources])
         if not roots:
             raise ConfigError("nothing to ingest: give PATH arguments or [[sources]] in ragkb.toml")
-        with Runtime(settings, store_wait_s=settings.store_wait_s) as runtime:
-            ingestor = Ingestor(runtime)
-            report = ingestor.run(roots) if json_out or not err.is_terminal else run_with_progress(ingestor, roots)
+
+        def run(progress: ProgressCallback | None = None, total: Callable[[int], None] | None = None) -> IngestReport:
+            return operations.ingest(settings, roots, collection, progress, total)
+
+        report = run() if json_out or not err.is_terminal else run_with_progress(run)
     if json_out:
         print(json.dumps(report.to_dict()))
     else:
@@ -82,13 +81,9 @@ def ingest(
 @app.command()
 def forget(path: Path, collection: Annotated[Optional[str], typer.Option()] = None) -> None:
     """Remove a file, or every file under a folder, from the knowledge base."""
-    from ragkb.ingest import Ingestor
-
     _quiet_libraries(False)
     with handled():
-        settings = _settings(collection)
-        with Runtime(settings, store_wait_s=settings.store_wait_s) as runtime:
-            removed = Ingestor(runtime).forget(path)
+        removed = operations.forget(_settings(), path, collection)
         if not removed:
             raise NotFound(f"{path} is not in the knowledge base")
     out.print(f"forgot {removed} file(s)")
@@ -100,18 +95,16 @@ def status(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """What is indexed, the last run, failures and skipped files, and which models and backends are active."""
-    from ragkb.status import collect_status
-
     _quiet_libraries(False)
-    with handled(), Runtime(_settings(collection)) as runtime:
-        info = collect_status(runtime)
+    with handled():
+        info = operations.status(_settings(), collection)
     if json_out:
         print(json.dumps(info, default=str))
     else:
         print_status(info)
 
 
-def _groups(settings: Settings, user: str | None) -> list[str] | None:
+def groups_of(settings: Settings, user: str | None) -> list[str] | None:
     """No users configured and no --user: single-user mode, every document is visible."""
     from ragkb.users import get_user, users_configured
 
@@ -135,30 +128,42 @@ def ask(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of streaming")] = False,
 ) -> None:
     """Answer a question from the documents, citing file, page and passage."""
-    from ragkb.answer import Answerer
-    from ragkb.retrieve import Filters
-
     _quiet_libraries(False)
     stream_tokens = not json_out and out.is_terminal
-    result = None
+
+    def on_token(text: str) -> None:
+        out.file.write(text)
+        out.file.flush()
+
     with handled():
-        settings = _settings(collection)
-        groups = _groups(settings, user)
-        filters = Filters(tuple(file_type or ()), str(folder) if folder else None)
-        with Runtime(settings) as runtime:
-            for event in Answerer(runtime).stream(question, groups=groups, top_k=top_k, filters=filters):
-                if event.kind == "token" and stream_tokens:
-                    out.file.write(event.text)
-                    out.file.flush()
-                elif event.result is not None:
-                    result = event.result
-            assert result is not None
-            runtime.audit_answer(result, user=user, channel="cli")
+        settings = _settings()
+        result = operations.ask(
+            settings, question, user=user, groups=groups_of(settings, user), top_k=top_k,
+            file_types=tuple(file_type or ()), folder=str(folder.expanduser().resolve()) if folder else None,
+            collection=collection, on_token=on_token if stream_tokens else None,
+        )  # fmt: skip
     if json_out:
-        print(json.dumps(result.to_dict(), ensure_ascii=False))
+        print(json.dumps(result, ensure_ascii=False))
     else:
-        print_answer(result, streamed=stream_tokens and result.backend != "none")
-    raise typer.Exit(EXIT_PARTIAL if result.flagged else 0)
+        print_answer(result, streamed=stream_tokens and result["backend"] != "none")
+    raise typer.Exit(EXIT_PARTIAL if result["flagged"] else 0)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="API address; anything but loopback needs a users file")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="API port")] = 8000,
+    ui: Annotated[bool, typer.Option("--ui/--no-ui", help="Also start the Streamlit UI, wired to the API")] = True,
+    ui_port: Annotated[int, typer.Option(help="UI port")] = 8501,
+) -> None:
+    """Run the service that owns this knowledge base: the HTTP API (and the UI) for everyone."""
+    from ragkb.service.run import serve as run_service
+
+    _quiet_libraries(False)
+    with handled():
+        settings = _settings()
+        err.print(f"ragkb service for {settings.home} on http://{host}:{port}" + (f", UI on http://{host}:{ui_port}" if ui else ""))
+        run_service(settings, host, port, ui=ui, ui_port=ui_port)
 
 
 users_app = typer.Typer(help="Manage UI/CLI users and their groups.", no_args_is_help=True)
@@ -179,6 +184,16 @@ def users_add(
     with handled():
         user = add_user(_settings(), name, password, list(group or []))
     out.print(f"user {user.name} in groups {', '.join(user.groups) or '(none)'}")
+
+
+@users_app.command("token")
+def users_token(name: str) -> None:
+    """Issue an API token for a user (printed once; only its hash is stored)."""
+    from ragkb.users import issue_token
+
+    with handled():
+        token = issue_token(_settings(), name)
+    print(token)
 
 
 @users_app.command("list")
@@ -212,15 +227,9 @@ def ui(
     """Start the Streamlit chat UI."""
     import subprocess
 
-    import ui as ui_package
+    from ragkb.service.run import ui_command
 
-    app_path = Path(ui_package.__file__).resolve().parent / "app.py"
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(app_path),
-        "--server.address", host, "--server.port", str(port), "--server.headless", "true",
-        "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
-    ]  # fmt: skip
-    raise typer.Exit(subprocess.call(command))
+    raise typer.Exit(subprocess.call(ui_command(host, port)))
 
 
 @app.command(

@@ -70,16 +70,28 @@ class Settings(BaseSettings):
     chunk_overlap_words: int = 30
     embed_batch_size: int = 32
     upsert_batch_size: int = 256
-    parse_workers: int = 1
+    # Parser processes beside the embedder; 0 = one per core but one (the embedder's).
+    parse_workers: int = 0
     pdf_max_pages: int = 2000
     # Zip-based files (DOCX, PPTX) whose members add up to more are refused unopened: the
     # 872-page handbook unzips to 5.5 MB, while lxml needs ~16x the XML size in memory.
     max_unzipped_mb: float = 256.0
+    # OCR (Tesseract) of image files and of PDF pages without a text layer: auto = when
+    # Tesseract is installed; off = such files fail as "no text layer". Pages whose mean word
+    # confidence is below ocr_min_confidence are named in the ingest summary.
+    ocr: Literal["auto", "off"] = "auto"
+    ocr_languages: str = "eng"  # Tesseract codes joined by '+', e.g. "eng+deu"
+    ocr_min_confidence: float = 60.0
+    ocr_dpi: int = 300
 
     # --- models (local paths override the packaged defaults) ---------------------------------
     embed_model: Path | None = None
     query_prefix: str = ""
     reranker_model: Path | None = None
+    # Embedding runtime (ragkb.weights.embedding_runtime_choice): auto = torch fp16 on CUDA when
+    # torch sees a GPU, else the packaged model converted locally to OpenVINO (CPU), else torch.
+    embed_backend: Literal["auto", "torch", "openvino", "onnx"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
     # --- retrieval ---------------------------------------------------------------------------
     top_k: int = 5
@@ -89,7 +101,8 @@ class Settings(BaseSettings):
     fusion: Literal["rrf", "dbsf"] = "dbsf"
 
     # --- generation --------------------------------------------------------------------------
-    llm_backend: Literal["auto", "ollama", "openai", "llamacpp", "none"] = "auto"
+    # auto: Ollama, else a configured OpenAI-compatible server, else extractive (never llamacpp).
+    llm_backend: Literal["auto", "ollama", "openai", "extractive", "llamacpp", "none"] = "auto"
     ollama_url: str = "http://localhost:11434"
     llm_model: str = "llama3.2:3b"
     openai_url: str | None = None
@@ -97,6 +110,9 @@ class Settings(BaseSettings):
     gguf_path: Path | None = None
     llm_timeout_s: float = 120.0
     max_answer_tokens: int = 400
+    # Extractive answers (ragkb.extractive): "I don't know" below this sentence score; calibrated
+    # on PolicyQA dev with unanswerable questions (eval/RESULTS.md).
+    extractive_min_score: float = 0.35
 
     # --- access control & audit --------------------------------------------------------------
     acl_default: Literal["public", "deny"] = "public"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ragkb.errors import EXIT_USAGE, RagkbError
-from ragkb.ingest import FINAL_OUTCOMES, Ingestor, IngestReport
+from ragkb.ingest import FINAL_OUTCOMES, IngestReport, ProgressCallback
 
 err = Console(stderr=True, soft_wrap=True)  # an error stays one line a script can grep
 out = Console()
@@ -38,7 +38,8 @@ def handled(bad_input: tuple[type[Exception], ...] = (), prefix: str = "") -> It
         raise typer.Exit(EXIT_USAGE) from exc
 
 
-def run_with_progress(ingestor: Ingestor, roots: list[Path]) -> IngestReport:
+def run_with_progress(run: Callable[[ProgressCallback, Callable[[int], None]], IngestReport]) -> IngestReport:
+    """A progress bar on stderr around an ingest `run(progress, total)`."""
     columns = (
         TextColumn("[bold]ingest"),
         BarColumn(),
@@ -59,7 +60,7 @@ def run_with_progress(ingestor: Ingestor, roots: list[Path]) -> IngestReport:
             advance = 1 if event in FINAL_OUTCOMES else 0
             progress.update(task, advance=advance, description=escape(f"{event}: {Path(path).name}"))
 
-        return ingestor.run(roots, progress=on_file, total=on_total)
+        return run(on_file, on_total)
 
 
 def print_report(report: IngestReport) -> None:
@@ -111,21 +112,22 @@ def describe_run(run: dict[str, Any]) -> str:
     )
 
 
-def print_answer(result: Any, streamed: bool) -> None:
+def print_answer(result: dict[str, Any], streamed: bool) -> None:
+    """`result`: the JSON contract of `ragkb ask --json` (the same in-process and via the service)."""
     if streamed:
         out.print()
-        out.print(f"[dim]checked answer:[/dim] {escape(result.answer)}" if result.warnings else "")
+        out.print(f"[dim]checked answer:[/dim] {escape(result['answer'])}" if result["warnings"] else "")
     else:
-        out.print(result.answer, markup=False, highlight=False)
-    shown = result.citations or result.passages
+        out.print(result["answer"], markup=False, highlight=False)
+    shown = result["citations"] or result["passages"]
     if shown:
-        out.print("\n[bold]Sources[/bold]" + ("" if result.citations else " (retrieved, not cited)"))
+        out.print("\n[bold]Sources[/bold]" + ("" if result["citations"] else " (retrieved, not cited)"))
     for c in shown:
-        where = ", ".join(x for x in [f"page {c.page}" if c.page is not None else "", f"section: {c.section}" if c.section else ""] if x)
-        out.print(f"[bold][{c.n}][/bold] " + escape(c.source + (f" ({where})" if where else "")), highlight=False)
-        quote = " ".join(c.text.split())
+        where = ", ".join(x for x in [f"page {c['page']}" if c["page"] is not None else "", f"section: {c['section']}" if c["section"] else ""] if x)
+        out.print(f"[bold][{c['n']}][/bold] " + escape(c["source"] + (f" ({where})" if where else "")), highlight=False)
+        quote = " ".join(c["text"].split())
         out.print(f"    [dim]\"{escape(quote[:240])}{'…' if len(quote) > 240 else ''}\"[/dim]", highlight=False)
-    for warning in result.warnings:
+    for warning in result["warnings"]:
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}")
-    timings = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items())
-    err.print(f"[dim]backend: {escape(result.backend)}; {timings}[/dim]")
+    timings = ", ".join(f"{k} {v:.0f} ms" for k, v in result["timings_ms"].items())
+    err.print(f"[dim]backend: {escape(result['backend'])}; {timings}[/dim]")

@@ -1,14 +1,18 @@
-"""Users and their groups, from a local TOML file with argon2 password hashes.
+"""Users and their groups, from a local TOML file with argon2 password hashes and hashed API
+tokens.
 
 The file is the only source of a user's groups, whichever way they authenticated (password in
-the UI, --user on the CLI, or a trusted reverse-proxy header).
+the UI, --user on the CLI, an API token, or a trusted reverse-proxy header).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
 import tomllib
 from dataclasses import dataclass
 from typing import Any
@@ -23,11 +27,17 @@ _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _hasher = PasswordHasher()
 
 
+TOKEN_PREFIX = "rkb_"
+
+
 @dataclass(frozen=True)
 class User:
     name: str
     groups: tuple[str, ...]
     password_hash: str = ""
+    # sha256 of each API token: a token has 256 random bits, so a fast hash is enough and lets
+    # every request be checked without argon2's deliberate slowness.
+    token_hashes: tuple[str, ...] = ()
 
 
 def users_configured(settings: Settings) -> bool:
@@ -54,7 +64,9 @@ def load_users(settings: Settings, missing_ok: bool = False) -> dict[str, User]:
         raise ConfigError(f"cannot read users file {settings.users_file}: {exc}") from exc
     users = {}
     for name, entry in (data.get("users") or {}).items():
-        users[name] = User(name, tuple(sorted(entry.get("groups", []))), entry.get("password_hash", ""))
+        users[name] = User(
+            name, tuple(sorted(entry.get("groups", []))), entry.get("password_hash", ""), tuple(entry.get("token_sha256", []))
+        )
     return users
 
 
@@ -78,26 +90,61 @@ def authenticate(settings: Settings, name: str, password: str) -> User:
 
 
 def add_user(settings: Settings, name: str, password: str, groups: list[str]) -> User:
-    """Create or replace a user; the file is rewritten atomically and kept private (0600).
-
-    A user with no group reads only unrestricted documents (and nothing under `acl_default=deny`)."""
+    """Create or replace a user (keeping their API tokens); the file is rewritten atomically and
+    kept private (0600). A user with no group reads only unrestricted documents (and nothing
+    under `acl_default=deny`)."""
     if settings.users_file is None:
         raise ConfigError("set RAGKB_USERS_FILE (or users_file in ragkb.toml) first")
     if not _NAME.match(name) or not all(_NAME.match(g) and not g.startswith("__") for g in groups):
         raise BadInput("user and group names may use letters, digits and _ . @ - only (groups may not start with __)")
     users = load_users(settings, missing_ok=True)
-    users[name] = User(name, tuple(sorted(set(groups))), _hasher.hash(password))
+    previous = users.get(name)
+    users[name] = User(name, tuple(sorted(set(groups))), _hasher.hash(password), previous.token_hashes if previous else ())
+    _write_users(settings, users)
+    return users[name]
+
+
+def issue_token(settings: Settings, name: str) -> str:
+    """A new API token for an existing user; only its hash is stored, so it is shown once."""
+    users = load_users(settings)
+    user = users.get(name)
+    if user is None:
+        raise AccessError(f"unknown user '{name}' (not in {settings.users_file})")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    users[name] = User(user.name, user.groups, user.password_hash, (*user.token_hashes, token_hash(token)))
+    _write_users(settings, users)
+    return token
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def user_for_token(settings: Settings, token: str) -> User:
+    """The user an API token belongs to; the same error for every bad token."""
+    if users_configured(settings):
+        digest = token_hash(token)
+        for user in load_users(settings).values():
+            if any(hmac.compare_digest(digest, known) for known in user.token_hashes):
+                return user
+    raise AuthenticationError("invalid API token")
+
+
+def _write_users(settings: Settings, users: dict[str, User]) -> None:
     lines = []
     for user in sorted(users.values(), key=lambda u: u.name):
-        lines += [f'[users."{user.name}"]', f"groups = {json.dumps(list(user.groups))}", f'password_hash = "{user.password_hash}"', ""]
+        lines += [f'[users."{user.name}"]', f"groups = {json.dumps(list(user.groups))}", f'password_hash = "{user.password_hash}"']
+        if user.token_hashes:
+            lines.append(f"token_sha256 = {json.dumps(list(user.token_hashes))}")
+        lines.append("")
     path = settings.users_file
+    assert path is not None
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
     os.replace(tmp, path)
-    return users[name]
 
 
 # --- who is asking -------------------------------------------------------------------------------

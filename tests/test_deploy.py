@@ -40,7 +40,7 @@ SCHEDULE = INGEST / "ragkb-schedule"
 VENV_BIN = Path(sys.executable).parent
 
 QDRANT_SERVICES = ("qdrant", "qdrant-2", "qdrant-3")
-RAGKB_SERVICES = ("ui", "ingest")
+RAGKB_SERVICES = ("ragkb", "ingest")
 # Variables read by ingest/ragkb-nightly and ingest/ragkb-schedule rather than by ragkb.
 WRAPPER_VARS = {
     "RAGKB_BIN", "RAGKB_PYTHON", "RAGKB_NIGHTLY_DIR", "RAGKB_REPORT_DIR", "RAGKB_NIGHTLY_LOG",
@@ -157,40 +157,41 @@ def test_compose_is_accepted_by_docker_compose_when_installed(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     default = subprocess.run([*base, "config", "--services"], env=env, capture_output=True, text=True)
     cluster = subprocess.run([*base, "--profile", "cluster", "config", "--services"], env=env, capture_output=True, text=True)
-    assert set(default.stdout.split()) == {"qdrant", "ollama", "ui", "ingest"}
-    assert set(cluster.stdout.split()) == {"qdrant", "qdrant-2", "qdrant-3", "ollama", "ui", "ingest"}
+    assert set(default.stdout.split()) == {"qdrant", "ollama", "ragkb", "ingest"}
+    assert set(cluster.stdout.split()) == {"qdrant", "qdrant-2", "qdrant-3", "ollama", "ragkb", "ingest"}
     missing_key = {k: v for k, v in os.environ.items() if k != "QDRANT__SERVICE__API_KEY"}
     refused = subprocess.run([*base, "config", "-q"], env=missing_key, capture_output=True, text=True)
     assert refused.returncode != 0 and "QDRANT__SERVICE__API_KEY" in refused.stderr
 
 
-def test_only_the_ui_publishes_a_port(compose: dict[str, Any]) -> None:
+def test_only_the_service_publishes_ports(compose: dict[str, Any]) -> None:
     published = {name: svc["ports"] for name, svc in compose["services"].items() if svc.get("ports")}
-    assert list(published) == ["ui"]
-    (port,) = published["ui"]
-    assert str(port).endswith(":8501")
+    assert list(published) == ["ragkb"]
+    api, ui = published["ragkb"]
+    assert str(api).startswith("127.0.0.1:") and str(api).endswith(":8000")
+    assert str(ui).startswith("127.0.0.1:") and str(ui).endswith(":8501")
     for name, svc in compose["services"].items():
         assert "network_mode" not in svc, f"{name} must stay on the compose networks"
 
 
-def test_private_network_is_internal_and_only_the_ui_is_also_public(compose: dict[str, Any]) -> None:
+def test_private_network_is_internal_and_only_the_service_is_also_public(compose: dict[str, Any]) -> None:
     networks = compose["networks"]
     assert networks["backend"]["internal"] is True
     assert not (networks["frontend"] or {}).get("internal")
     services = compose["services"]
     for name in (*QDRANT_SERVICES, "ollama", "ingest"):
         assert service_networks(services[name]) == {"backend"}, name
-    assert service_networks(services["ui"]) == {"backend", "frontend"}
+    assert service_networks(services["ragkb"]) == {"backend", "frontend"}
     # The model download is the only thing with a way out, and it runs only when asked for.
     assert service_networks(services["ollama-pull"]) == {"egress"}
     assert services["ollama-pull"]["profiles"] == ["pull"]
     outside = {name for name, svc in services.items() if service_networks(svc) - {"backend"}}
-    assert outside == {"ui", "ollama-pull"}
+    assert outside == {"ragkb", "ollama-pull"}
 
 
 def test_default_stack_and_cluster_profile(raw_compose: dict[str, Any]) -> None:
     default = active_services(interpolate(raw_compose, BASE_ENV), set())
-    assert set(default) == {"qdrant", "ollama", "ui", "ingest"}
+    assert set(default) == {"qdrant", "ollama", "ragkb", "ingest"}
 
     doc = interpolate(raw_compose, CLUSTER_ENV)
     cluster = active_services(doc, {"cluster"})
@@ -232,14 +233,15 @@ def test_qdrant_api_key_comes_from_the_environment(raw_compose: dict[str, Any]) 
         interpolate(raw_compose, {})
     doc = interpolate(raw_compose, BASE_ENV)
     assert env_of(doc["services"]["qdrant"])["QDRANT__SERVICE__API_KEY"] == BASE_ENV["QDRANT__SERVICE__API_KEY"]
-    assert env_of(doc["services"]["ui"])["RAGKB_QDRANT_API_KEY"] == BASE_ENV["QDRANT__SERVICE__API_KEY"]
+    assert env_of(doc["services"]["ragkb"])["RAGKB_QDRANT_API_KEY"] == BASE_ENV["QDRANT__SERVICE__API_KEY"]
 
 
 def test_ragkb_services(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    ui, ingest = services["ui"], services["ingest"]
-    assert ui["command"] == ["ragkb", "ui", "--host", "0.0.0.0", "--port", "8501"]
-    assert "/_stcore/health" in " ".join(ui["healthcheck"]["test"])
+    ui, ingest = services["ragkb"], services["ingest"]
+    assert ui["command"] == ["ragkb", "serve", "--host", "0.0.0.0", "--port", "8000", "--ui-port", "8501"]
+    assert "/readyz" in " ".join(ui["healthcheck"]["test"])
+    assert env_of(ui)["RAGKB_USERS_FILE"] == "/data/users.toml"  # a 0.0.0.0 bind needs users
     assert ingest["command"] == ["ragkb-schedule"]
     assert ingest["healthcheck"] == {"disable": True}, "the image's UI healthcheck must not apply to ingest"
     fields = {f"RAGKB_{name.upper()}" for name in Settings.model_fields}
@@ -278,12 +280,12 @@ def test_ollama_services_and_model_pull(compose: dict[str, Any]) -> None:
     assert "ollama-models:/root/.ollama" in services["ollama"]["volumes"]
     assert "ollama-models:/root/.ollama" in services["ollama-pull"]["volumes"]
     pull_env = env_of(services["ollama-pull"])
-    assert pull_env["RAGKB_LLM_MODEL"] == env_of(services["ui"])["RAGKB_LLM_MODEL"] == "llama3.2:3b"
+    assert pull_env["RAGKB_LLM_MODEL"] == env_of(services["ragkb"])["RAGKB_LLM_MODEL"] == "llama3.2:3b"
     script = " ".join(services["ollama-pull"]["command"])
     assert 'ollama pull "$RAGKB_LLM_MODEL"' in script
     custom = interpolate(yaml.safe_load(COMPOSE.read_text()), {**BASE_ENV, "RAGKB_LLM_MODEL": "qwen2.5:7b"})
     assert env_of(custom["services"]["ollama-pull"])["RAGKB_LLM_MODEL"] == "qwen2.5:7b"
-    assert env_of(custom["services"]["ui"])["RAGKB_LLM_MODEL"] == "qwen2.5:7b"
+    assert env_of(custom["services"]["ragkb"])["RAGKB_LLM_MODEL"] == "qwen2.5:7b"
 
 
 # --- Dockerfile ------------------------------------------------------------------------------
@@ -300,8 +302,8 @@ def test_dockerfile() -> None:
     assert users and users[-1] not in {"root", "0"}
     assert any("RAGKB_HOME=/data" in line for line in instructions if line.startswith("ENV"))
     health = [line for line in instructions if line.startswith("HEALTHCHECK")]
-    assert len(health) == 1 and "/_stcore/health" in health[0]
-    assert instructions[-1] == 'CMD ["ragkb", "ui", "--host", "0.0.0.0", "--port", "8501"]'
+    assert len(health) == 1 and "/readyz" in health[0]
+    assert instructions[-1] == 'CMD ["ragkb", "serve", "--host", "0.0.0.0", "--port", "8000", "--ui-port", "8501"]'
 
 
 def _ignore_pattern_matches(candidate: str, pattern: str) -> bool:
@@ -538,7 +540,7 @@ def test_nightly_config_errors_exit_2(kb: KB) -> None:
     assert report["status"] == "config_error" and report["exit_code"] == 2
     assert "configuration error" in report["error"]
 
-    # ragkb ignores a RAGKB_CONFIG that does not exist; the wrapper refuses it.
+    # A RAGKB_CONFIG that does not exist: refused (by the wrapper first, and by ragkb).
     done = kb.run(RAGKB_CONFIG=str(kb.root / "missing.toml"), RAGKB_NIGHTLY_DIR=str(state))
     assert done.returncode == 2
     assert "missing.toml" in json.loads((state / "reports" / "latest.json").read_text())["error"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import resource
 import sys
 from collections import deque
@@ -30,6 +31,11 @@ from ragkb.parse import ParseError, parse_file
 log = logging.getLogger(__name__)
 
 ParseResult = list[Chunk] | ParseError
+
+
+def default_workers() -> int:
+    """Parsing and embedding overlap: every core but one parses, one embeds."""
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 def parse_and_chunk(path: Path, settings: Settings) -> ParseResult:
@@ -79,9 +85,9 @@ class ParsePool:
     """`results(paths)` yields each path's ParseResult in input order, parsing ahead in
     `workers` child processes."""
 
-    def __init__(self, settings: Settings, workers: int = 1) -> None:
+    def __init__(self, settings: Settings, workers: int = 0) -> None:
         self.settings = settings
-        self.size = max(1, workers)
+        self.size = workers if workers > 0 else default_workers()
         self._ctx = mp.get_context("forkserver")
         self._ctx.set_forkserver_preload(["ragkb.ingest.parser_preload"])
         self._workers: list[_Worker] = []
