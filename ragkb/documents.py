@@ -47,10 +47,8 @@ def delete_document(runtime: Runtime, doc_id: str) -> DeletionReceipt:
         raise NotFound(f"no document {doc_id} in the knowledge base")
     query = schema.doc_filter(doc_id)
     before = runtime.store.count(query)
-    ingestor = Ingestor(runtime)
     for path in paths:
-        ingestor.forget(Path(path))
-        remove_upload(runtime.settings, path)
+        forget(runtime, Path(path))
     return DeletionReceipt(doc_id, paths, before, runtime.store.count(query))
 
 
@@ -87,25 +85,45 @@ def safe_filename(name: str) -> str:
     return base
 
 
-def save_upload(settings: Settings, name: str, data: bytes, groups: list[str] | None = None) -> Path:
-    """Write an uploaded file under RAGKB_HOME/uploads (atomically), restricted to `groups` when
-    given (an ACL sidecar written before the file appears); returns its path."""
-    if len(data) > settings.max_file_mb * 1024 * 1024:
-        raise BadInput(f"{name}: {len(data) / 1048576:.1f} MB exceeds RAGKB_MAX_FILE_MB={settings.max_file_mb:g}")
+def save_uploads(settings: Settings, files: list[tuple[str, bytes]], groups: list[str] | None = None) -> list[Path]:
+    """Write uploaded files under RAGKB_HOME/uploads, all or none: every file is checked (size,
+    name, type) before the first is written. Each file lands atomically, restricted to `groups`
+    when given (its ACL sidecar is written before the file appears); returns their paths."""
     folder = upload_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / safe_filename(name)
-    tmp = target.with_name(f".{target.name}.{time.time_ns()}.part")
-    tmp.write_bytes(data)
-    if target.suffix.lower() not in SUPPORTED_SUFFIXES and detect_type(tmp) is None:
-        tmp.unlink()
-        raise BadInput(f"{target.name}: not a supported document type")
-    if groups:  # the ACL first: the new file is never in place without it
-        acl.write_sidecar(target, groups)
-    tmp.replace(target)
-    if not groups:
-        acl.write_sidecar(target, None)  # removes an earlier upload's restriction
-    return target
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, data in files:
+            if len(data) > settings.max_file_mb * 1024 * 1024:
+                raise BadInput(f"{name}: {len(data) / 1048576:.1f} MB exceeds RAGKB_MAX_FILE_MB={settings.max_file_mb:g}")
+            target = folder / safe_filename(name)
+            tmp = target.with_name(f".{target.name}.{time.time_ns()}.part")
+            tmp.write_bytes(data)
+            staged.append((tmp, target))
+            if target.suffix.lower() not in SUPPORTED_SUFFIXES and detect_type(tmp) is None:
+                raise BadInput(f"{target.name}: not a supported document type")
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, target in staged:
+        if groups:  # the ACL first: the new file is never in place without it
+            acl.write_sidecar(target, groups)
+        tmp.replace(target)
+        if not groups:
+            acl.write_sidecar(target, None)  # removes an earlier upload's restriction
+    return [target for _, target in staged]
+
+
+def forget(runtime: Runtime, path: Path) -> int:
+    """Remove a file, or every file under a folder, from the base (uploaded copies too)."""
+    target = str(path.expanduser().resolve())
+    prefix = target.rstrip("/") + "/"
+    paths = [row.path for row in runtime.manifest.sources() if row.path == target or row.path.startswith(prefix)]
+    removed = Ingestor(runtime).forget(path)
+    for forgotten in paths:
+        remove_upload(runtime.settings, forgotten)
+    return removed
 
 
 def remove_upload(settings: Settings, path: str) -> bool:

@@ -69,10 +69,10 @@ def report_from_dict(data: dict[str, Any]) -> IngestReport:
 def forget(settings: Settings, path: Path, collection: str | None = None) -> int:
     client = _client(settings) if _service_collection(settings, collection) else None
     if client is None:
-        from ragkb.ingest import Ingestor
+        from ragkb import documents
 
         with Runtime(settings, collection, store_wait_s=settings.store_wait_s) as runtime:
-            return Ingestor(runtime).forget(path)
+            return documents.forget(runtime, path)
     try:
         return int(client.forget(str(path.expanduser().resolve())))
     finally:

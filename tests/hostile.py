@@ -75,9 +75,20 @@ def make_hostile_docs(root: Path) -> list[Case]:
     ]
 
 
+def follow_up(messages: list[Message]) -> str | None:
+    """The question of a condense request (ragkb.conversation: a follow-up made standalone
+    before retrieval), or None for any other request."""
+    found = re.search(r"\nLast question: (.*)\nStandalone question:\s*$", messages[-1]["content"], re.DOTALL)
+    return found.group(1).strip() if found else None
+
+
 def hostile_model(messages: list[Message]) -> str:
     """An Ollama responder: Markdown that would fetch, link and typeset, citing the passage
-    that holds the question's key word."""
+    that holds the question's key word. A follow-up question it is asked to make standalone
+    comes back as it was (a model that rewrote it into Markdown would only change retrieval)."""
+    asked = follow_up(messages)
+    if asked is not None:
+        return asked
     prompt = messages[-1]["content"]
     question = prompt.rsplit("Question:", 1)[-1].lower()
     n = "1"

@@ -55,6 +55,7 @@ QUESTION = "Who wrote the memo about the bottles of wine?"
 BROWSER_CONTROL = "browser-idle"
 BROWSER_IDLE_MS = 20_000  # about as long as the UI run keeps Chromium open
 UI_PORT = 8765  # a fresh namespace has no other listener
+API_PORT = 8766  # `ragkb serve`: the API, which the UI calls
 # onnxruntime's uploader first flushes about 10 s after `import onnxruntime`; an ingest's parse
 # worker can be gone by then, so the PDF path is also run on its own and held open this long.
 HOLD_SECONDS = 20
@@ -230,11 +231,14 @@ def sandbox_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
         {"name": "ingest", "guard": True, "env": env, "timeout": 600, "argv": [*cli, "ingest", str(docs), "--json"]},
         {"name": "parse-pdf-and-wait", "guard": True, "env": env, "timeout": 300,
          "argv": [sys.executable, "-c", PARSE_AND_HOLD, str(docs / "fake-memo.pdf"), str(HOLD_SECONDS)]},
-        # the default backend: probes Ollama on loopback, then runs the embedded llama.cpp (native)
+        # the default backend (probes Ollama on loopback, then answers extractively), and the
+        # embedded llama.cpp, which is native code
         {"name": "ask", "guard": True, "env": env, "timeout": 600, "argv": [*cli, "ask", QUESTION, "--json"]},
+        {"name": "ask-llamacpp", "guard": True, "env": {**env, "RAGKB_LLM_BACKEND": "llamacpp"}, "timeout": 600,
+         "argv": [*cli, "ask", QUESTION, "--json"]},
         *control,
         {"name": "ui", "guard": True, "env": {**env, "RAGKB_LLM_BACKEND": "none"}, "timeout": 600, "ui": ui,
-         "argv": [*cli, "ui", "--host", "127.0.0.1", "--port", str(UI_PORT)]},
+         "argv": [*cli, "serve", "--port", str(API_PORT), "--ui-port", str(UI_PORT)]},
     ]  # fmt: skip
     return out, _sandbox(out, plan, timeout=1500)
 
@@ -245,9 +249,11 @@ def test_ingest_ask_and_ui_work_with_only_loopback(sandbox_run):
     assert steps["ingest"]["rc"] == 0, _explain(out, "ingest")
     assert json.loads(_stdout(out, "ingest"))["added"] == 6
     assert steps["parse-pdf-and-wait"]["rc"] == 0, _explain(out, "parse-pdf-and-wait")
-    assert steps["ask"]["rc"] in (0, 1), _explain(out, "ask")  # 1 = answer flagged; the tiny model may not cite
+    for step in ("ask", "ask-llamacpp"):
+        assert steps[step]["rc"] in (0, 1), _explain(out, step)  # 1 = answer flagged
     answer = json.loads(_stdout(out, "ask"))
-    assert answer["passages"] and answer["backend"] != "none"
+    assert answer["passages"] and answer["backend"] == "extractive"
+    assert json.loads(_stdout(out, "ask-llamacpp"))["backend"].startswith("llamacpp")
     ui = steps["ui"]
     assert ui["rc"] is None, _stdout(out, "ui")[-3000:]  # still serving when stopped
     page, health, _ = ui["fetched"]
@@ -258,7 +264,7 @@ def test_ingest_ask_and_ui_work_with_only_loopback(sandbox_run):
 @pytest.mark.slow
 def test_nothing_looks_up_or_connects_outside(sandbox_run):
     out, steps = sandbox_run
-    assert {"ingest", "parse-pdf-and-wait", "ask", "ui"} <= set(steps)
+    assert {"ingest", "parse-pdf-and-wait", "ask", "ask-llamacpp", "ui"} <= set(steps)
     violations = _violations(out)
     counted = Counter(violations)
     assert not violations, "egress attempted:\n" + "\n".join(f"{v} (x{n})" if n > 1 else v for v, n in counted.items())

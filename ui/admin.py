@@ -1,4 +1,6 @@
-"""Admin page: ingest status, upload documents to ingest, forget a document.
+"""Admin page: knowledge base status, failed and skipped files, uploads, re-ingest of the
+configured sources, and forgetting a document: all of it through the service's API (uploads and
+ingests run in its queue, a deletion answers with a receipt).
 
 Paths and failure reasons come from documents: tables of them are `st.dataframe` (plain-text
 cells); anything put into Markdown (alerts, captions, `st.table` cells) goes through `md()`.
@@ -7,128 +9,96 @@ cells); anything put into Markdown (alerts, captions, `st.table` cells) goes thr
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import time
+from typing import Any
 
 import streamlit as st
 
 from ragkb import acl
-from ragkb.errors import Busy, RagkbError
-from ragkb.ingest import Ingestor, IngestReport
-from ragkb.status import collect_status
-from ui import kbui, uploads
+from ragkb.errors import RagkbError
+from ragkb.filetypes import SUPPORTED_SUFFIXES
+from ui import jobs, kbui
 from ui.markup import fmt_ago, fmt_time, md
 
 log = logging.getLogger("ragkb.ui")
+UPLOAD_SUFFIXES = sorted(s.lstrip(".") for s in SUPPORTED_SUFFIXES)
 
-settings, identity = kbui.context()
+ctx = kbui.context()
+settings, identity, client = ctx.settings, ctx.identity, ctx.client
 if not identity.is_admin:  # app.py does not even register this page for them; belt and braces
     st.error("The admin page is for members of the group 'admin'.")
     st.stop()
 
 st.title("Knowledge base admin")
-runtime = kbui.runtime(settings)
+panel = st.container()  # the ingest job this session follows, then the outcome of the last action
 try:
-    _ = runtime.store
-except RagkbError as exc:  # e.g. the embedded store held by a running `ragkb ingest`
-    st.error(f"Cannot open the knowledge base: {md(exc)}")
-    st.stop()
-rows = runtime.manifest.sources()
+    status = client.status()
+    rows = [d for d in client.documents() if d["status"] == "ok"]
+except RagkbError as exc:
+    kbui.stop_on(exc, "Cannot read the knowledge base")
+problems: list[str] = []
 
 
-def _report_lines(report: IngestReport) -> str:
-    return (
-        f"added {report.added} · updated {report.updated} · unchanged {report.unchanged} · "
-        f"deleted {report.deleted} · skipped {len(report.skipped)} · failed {len(report.failed)} · "
-        f"{report.chunks} chunks embedded in {report.seconds:.1f} s"
-    )
+def _status_tab(status: dict[str, Any]) -> None:
+    last = status.get("last_run") or {}
+    cols = st.columns(4)
+    cols[0].metric("Documents", status["documents"])
+    cols[1].metric("Chunks", status["chunks"])
+    cols[2].metric("Failed files", status["failed_documents"])
+    when = (last.get("finished_at") or last.get("started_at")) if last else None
+    cols[3].metric("Last ingest", fmt_ago(when) if last else "never", help=fmt_time(when) if last else None)
+    summary = last.get("summary") if last else None
+    if isinstance(summary, dict):
+        st.caption(f"Last run {fmt_time(when)}: " + md(jobs.summary_line(summary)))
+    elif last and not last.get("finished_at"):
+        st.caption("The last run has not finished (running now, or it was killed: the next run completes it).")
+    if status["chunks"] != status["chunks_in_manifest"]:
+        st.warning(
+            f"The store holds {status['chunks']} chunks but the manifest expects {status['chunks_in_manifest']}: "
+            "an ingest is running or was interrupted; the next run repairs it."
+        )
+    st.subheader("Failed files")
+    if status.get("failed"):  # plain-text cells
+        st.dataframe(
+            [{"file": f.get("path"), "reason": f.get("error")} for f in status["failed"]],
+            hide_index=True,
+            width="stretch",
+            key="failed_files",
+        )
+    else:
+        st.caption("None.")
+    if status.get("skipped"):
+        st.subheader("Skipped by the last run")
+        st.dataframe(
+            [{"file": s.get("path"), "reason": s.get("reason")} for s in status["skipped"] if isinstance(s, dict)],
+            hide_index=True,
+            width="stretch",
+            key="skipped_files",
+        )
+    st.subheader("Configuration")
+    llm, service = status.get("llm") or {}, status.get("service") or {}
+    config = {
+        "home": status.get("home"),
+        "configuration file": status.get("config_file"),
+        "collection": status.get("collection"),
+        "qdrant": status.get("qdrant"),
+        "embedding model": status.get("embedding_model"),
+        "reranker": status.get("reranker"),
+        "answer model": f"{llm.get('backend')}: {llm.get('reason')}",
+        "service": f"{ctx.service.url}, started {fmt_ago(time.time() - float(service.get('uptime_s') or 0))}, "
+        f"{service.get('ingest_jobs_queued', 0)} ingest job(s) queued",
+    }
+    # st.table renders its cells as Markdown.
+    st.table({"setting": list(config), "value": [md(value) for value in config.values()]})
 
 
-def _show_report(report: IngestReport) -> None:
-    (st.warning if report.failed else st.success)("Ingest finished: " + _report_lines(report))
-    problems = [{"file": f.path, "reason": f.error} for f in report.failed]
-    problems += [{"file": s.path, "reason": f"skipped: {s.reason}"} for s in report.skipped]
-    if problems:  # a dataframe shows its cells as plain text: no escaping
-        st.dataframe(problems, hide_index=True, width="stretch")
-
-
-_OUTCOMES = ("added", "updated", "unchanged", "deleted", "skipped", "failed")
-
-
-def _count(value: object) -> int:
-    """A run summary counts most outcomes and lists some (failed, skipped)."""
-    return len(value) if isinstance(value, list) else value if isinstance(value, int) else 0
-
-
-status_tab, upload_tab, forget_tab = st.tabs(["Status", "Add documents", "Forget a document"])
-
-with status_tab:
-    try:
-        status = collect_status(runtime)
-    except Exception as exc:  # noqa: BLE001 - show what is wrong instead of a blank page
-        log.exception("status failed")
-        st.error(f"Could not read the knowledge base status: {md(exc)}")
-        status = None
-    if status is not None:
-        last = status["last_run"] or {}
-        cols = st.columns(4)
-        cols[0].metric("Documents", status["documents"])
-        cols[1].metric("Chunks", status["chunks"])
-        cols[2].metric("Failed files", status["failed_documents"])
-        when = (last.get("finished_at") or last.get("started_at")) if last else None
-        cols[3].metric("Last ingest", fmt_ago(when) if last else "never", help=fmt_time(when) if last else None)
-        summary = last.get("summary") if last else None
-        if isinstance(summary, dict):
-            st.caption(
-                f"Last run {fmt_time(when)}: "
-                + " · ".join(f"{key} {_count(summary.get(key))}" for key in _OUTCOMES)
-                + f" · {md(summary.get('seconds', 0))} s"
-            )
-        elif last and not last.get("finished_at"):
-            st.caption("The last run has not finished (running now, or it was killed: the next run completes it).")
-        if status["chunks"] != status["chunks_in_manifest"]:
-            st.warning(
-                f"The store holds {status['chunks']} chunks but the manifest expects {status['chunks_in_manifest']}: "
-                "an ingest is running or was interrupted; the next run repairs it."
-            )
-        st.subheader("Failed files")
-        if status["failed"]:  # plain-text cells
-            st.dataframe(
-                [{"file": f["path"], "reason": f["error"]} for f in status["failed"]],
-                hide_index=True,
-                width="stretch",
-                key="failed_files",
-            )
-        else:
-            st.caption("None.")
-        if status["skipped"]:
-            st.subheader("Skipped by the last run")
-            st.dataframe(
-                [{"file": s.get("path"), "reason": s.get("reason")} for s in status["skipped"] if isinstance(s, dict)],
-                hide_index=True,
-                width="stretch",
-                key="skipped_files",
-            )
-        st.subheader("Configuration")
-        backend = kbui.backend_info(settings)
-        config = {
-            "home": status["home"],
-            "configuration file": status["config_file"],
-            "collection": status["collection"],
-            "qdrant": status["qdrant"],
-            "embedding model": status["embedding_model"],
-            "reranker": status["reranker"],
-            "answer model": f"{backend['backend']}: {backend['reason']}",
-        }
-        # st.table renders its cells as Markdown.
-        st.table({"setting": list(config), "value": [md(value) for value in config.values()]})
-
-with upload_tab:
+def _upload_tab() -> None:
     st.caption(
-        md(f"Files are saved under {uploads.upload_dir(settings)} and ingested at once. ")
-        + md(f"Types: {', '.join(uploads.UPLOAD_SUFFIXES)}; at most {settings.max_file_mb:g} MB each.")
+        md(f"Files are saved by the service under {status.get('home') or 'RAGKB_HOME'}/uploads and ingested by its queue. ")
+        + md(f"Types: {', '.join(UPLOAD_SUFFIXES)}; at most {settings.max_file_mb:g} MB each.")
     )
     with st.form("upload", clear_on_submit=True):
-        files = st.file_uploader("Documents", type=uploads.UPLOAD_SUFFIXES, accept_multiple_files=True, key="upload_files")
+        files = st.file_uploader("Documents", type=UPLOAD_SUFFIXES, accept_multiple_files=True, key="upload_files")
         groups_text = st.text_input(
             "Readable by groups",
             key="upload_groups",
@@ -139,60 +109,72 @@ with upload_tab:
     if submitted:
         if not files:
             st.warning("Choose at least one file first.")
-        else:
-            groups = acl.parse_groups(groups_text)
-            saved: list[Path] = []
-            problems: list[str] = []
-            for upload in files:
-                try:
-                    saved.append(uploads.save_upload(settings, upload.name, upload.getvalue(), groups))
-                except (ValueError, OSError) as exc:
-                    problems.append(f"{upload.name}: {exc}")
-            report: IngestReport | None = None
-            if saved:
-                try:
-                    with st.spinner(f"Ingesting {len(saved)} file(s)…"):
-                        report = Ingestor(runtime).run(saved)
-                except Busy as exc:
-                    problems.append(f"{exc}; try again when it has finished")
-                except Exception as exc:  # noqa: BLE001
-                    log.exception("ingest from the UI failed")
-                    problems.append(f"ingest failed: {exc}")
-            st.session_state.pop("admin_forget_result", None)
-            st.session_state["admin_upload_result"] = (report, problems)
-            st.rerun()  # the status tab above must show the new counts
-    if "admin_upload_result" in st.session_state:
-        report, problems = st.session_state["admin_upload_result"]
-        for problem in problems:
-            st.error(md(problem))
-        if report is not None:
-            _show_report(report)
+            return
+        limit = settings.max_file_mb * 1024 * 1024
+        chosen = [(f.name, f.getvalue()) for f in files]
+        problems.extend(f"{name}: {len(data) / 1048576:.1f} MB exceeds {settings.max_file_mb:g} MB" for name, data in chosen if len(data) > limit)
+        chosen = [(name, data) for name, data in chosen if len(data) <= limit]
+        if chosen:
+            try:
+                accepted = client.upload(chosen, acl.parse_groups(groups_text))
+            except RagkbError as exc:
+                problems.append(f"The upload was refused: {exc}")
+            else:
+                jobs.start(accepted["job_id"], f"Upload of {len(chosen)} file(s)")
+    st.divider()
+    st.caption("Scan the configured sources ([[sources]] in ragkb.toml) again: new and changed files are ingested, removed ones forgotten.")
+    if st.button("Re-ingest the configured sources", icon=":material/sync:", key="reingest"):
+        try:
+            jobs.start(client.ingest([]), "Re-ingest of the configured sources")
+        except RagkbError as exc:
+            problems.append(f"Could not start the re-ingest: {exc}")
 
-with forget_tab:
-    st.caption(
-        "Removes a file (or every file under a folder) and its chunks from the knowledge base. "
-        "Uploaded copies are deleted too; a file still present in a folder the nightly ingest "
-        "scans comes back on its next run."
+
+def _forget(target: str) -> tuple[str, str]:
+    """A folder: every file under it. A file: its document, with the service's deletion receipt,
+    unless the same content sits at another path too (then only this path goes)."""
+    if target.endswith("/"):
+        return "ok", f"Forgot {client.forget(target.rstrip('/'))} file(s) under {target}."
+    row = next(r for r in rows if r["path"] == target)
+    twins = [r["path"] for r in rows if r["doc_id"] == row["doc_id"] and r["path"] != target]
+    if twins:
+        client.forget(target)
+        return "ok", f"Forgot 1 file: {target}. The same content stays indexed as {', '.join(twins)}."
+    receipt = client.delete(row["doc_id"])
+    message = (
+        f"Forgot {len(receipt['paths'])} file(s): {target}. {receipt['points_removed']} passage(s) removed from the "
+        f"index, {receipt['points_remaining']} remaining."
     )
-    folder_choices = [f"{f}/" for f in kbui.folders(rows)]  # a selectbox shows options as plain text
-    choices = [r.path for r in rows] + folder_choices
+    return ("ok" if receipt["points_remaining"] == 0 else "error"), message
+
+
+def _forget_tab() -> None:
+    st.caption(
+        "Removes a file (or every file under a folder) and its passages from the knowledge base. "
+        "An uploaded file's copy is deleted too; a file still present in a folder the nightly "
+        "ingest scans comes back on its next run."
+    )
+    # A selectbox shows options as plain text.
+    choices = [r["path"] for r in rows] + [f"{f}/" for f in kbui.folders([r["path"] for r in rows])]
     with st.form("forget"):
         target = st.selectbox("File or folder", choices, index=None, key="forget_path", placeholder="Choose an ingested file")
-        forget = st.form_submit_button("Forget", icon=":material/delete:")
-    if forget and target:
+        submitted = st.form_submit_button("Forget", icon=":material/delete:")
+    if submitted and target:
         try:
-            count = Ingestor(runtime).forget(Path(target.rstrip("/")))
-            paths = [r.path for r in rows if (r.path.startswith(target) if target.endswith("/") else r.path == target)]
-            deleted = sum(uploads.remove_upload(settings, p) for p in paths)
-            message = f"Forgot {count} file(s) under {target}." + (f" Deleted {deleted} uploaded copy(ies)." if deleted else "")
-            st.session_state["admin_forget_result"] = ("ok", message)
-        except Busy as exc:
-            st.session_state["admin_forget_result"] = ("error", f"{exc}; try again when it has finished")
-        except Exception as exc:  # noqa: BLE001
-            log.exception("forget from the UI failed")
-            st.session_state["admin_forget_result"] = ("error", f"forget failed: {exc}")
-        st.session_state.pop("admin_upload_result", None)
-        st.rerun()
-    if "admin_forget_result" in st.session_state:
-        kind, message = st.session_state["admin_forget_result"]
-        (st.success if kind == "ok" else st.error)(md(message))
+            kind, message = _forget(target)
+        except RagkbError as exc:
+            log.warning("forget from the UI failed: %s", exc)
+            kind, message = "error", f"Could not forget {target}: {exc}"
+        jobs.done(kind, message)
+
+
+status_tab, upload_tab, forget_tab = st.tabs(["Status", "Add documents", "Forget a document"])
+with status_tab:
+    _status_tab(status)
+with upload_tab:
+    _upload_tab()
+with forget_tab:
+    _forget_tab()
+with panel:
+    jobs.show_result(problems)
+jobs.follow(client, panel)

@@ -1,17 +1,22 @@
 """ragkb's Streamlit UI: sign-in, then the chat page and (for admins) the admin page.
 
-Started by `ragkb ui` (or docker-compose) as `streamlit run ui/app.py`. Everything it knows
-comes from `ragkb`; the pages are `chat.py` and `admin.py` beside this file, and the pieces they
-share are the `ui` package's modules: `kbui` (settings, the shared Runtime, who is signed in),
-`markup` (untrusted text made inert as Markdown: every document- or model-derived string goes
-through `markup.md` before Streamlit renders it), `sources` (citations) and `uploads`.
+Started by `ragkb serve` (beside the HTTP API it talks to) or `ragkb ui`, as `streamlit run
+ui/app.py`. The UI never opens the knowledge base: every question, document list, upload and
+deletion is a call to the ragkb service (`ragkb.client.ServiceClient`); with no service running
+it shows how to start one. The pages are `chat.py` and `admin.py` beside this file; the pieces
+they share are the `ui` package's modules: `kbui` (settings, the service and its client, who is
+signed in), `markup` (untrusted text made inert as Markdown: every document- or model-derived
+string goes through `markup.md` before Streamlit renders it), `sources` (citations) and `jobs`
+(ingest jobs on the admin page).
 
 Who may do what:
 - no users file (RAGKB_USERS_FILE unset): single-user mode, no ACL filter, admin page for all;
-- users file: sign in with name + password (argon2), groups from the file, ACLs enforced in
-  every Qdrant query, admin page only for the group `admin`;
+- users file: sign in with name + password (argon2), groups from the file, ACLs enforced by the
+  service in every Qdrant query, admin page only for the group `admin`;
 - RAGKB_TRUSTED_USER_HEADER set: a reverse proxy has authenticated the user and names them in
   that header; groups still come only from the users file.
+The UI checks who the user is; the service, called with its local token and the user's name,
+checks that the user exists and applies their groups.
 """
 
 from __future__ import annotations
@@ -41,6 +46,10 @@ try:
 except Exception as exc:  # noqa: BLE001 - a bad ragkb.toml, RAGKB_* value or users file: say which, stop
     st.error(f"ragkb configuration error: {md(exc)}")
     st.stop()
+
+service = kbui.find_service(settings)
+if service is None:
+    kbui.no_service_page(settings)
 
 
 def _identity() -> users.Identity | None:
@@ -84,7 +93,8 @@ if identity is None:
     st.navigation([st.Page(_login_page, title="Sign in", icon=":material/login:")], position="hidden").run()
     st.stop()
 
-kbui.set_context(settings, identity)
+ctx = kbui.Context(settings, identity, service, kbui.client_for(service, identity))
+kbui.set_context(ctx)
 
 with st.sidebar:
     if identity.name is None:
@@ -96,11 +106,15 @@ with st.sidebar:
             for key in ("identity", "messages"):
                 st.session_state.pop(key, None)
             st.rerun()
-    backend = kbui.backend_info(settings)
-    st.markdown(f"**Model:** {md(backend['backend'])}")
-    st.caption(md(backend["reason"]))
-    st.markdown(f"**Collection:** {md(settings.collection)}")
-    st.caption(md(settings.qdrant_url or f"embedded Qdrant at {settings.qdrant_path}"))
+    try:
+        status = kbui.cached_status(ctx)  # also proves the service answers and knows this user
+    except RagkbError as exc:
+        kbui.stop_on(exc, "The ragkb service could not be asked for its status")
+    llm = status.get("llm") or {}
+    st.markdown(f"**Model:** {md(llm.get('backend', 'unknown'))}")
+    st.caption(md(llm.get("reason", "")))
+    st.markdown(f"**Collection:** {md(status.get('collection', ''))}")
+    st.caption(md(f"{status.get('qdrant', '')}, served by the ragkb service at {service.url}"))
 
 pages = [st.Page("chat.py", title="Ask", icon=":material/chat:", default=True)]
 if identity.is_admin:

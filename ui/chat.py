@@ -1,8 +1,10 @@
-"""Chat page: streamed answers, numbered citation chips, source preview with the cited passage
-highlighted, and a download of the original file.
+"""Chat page: streamed answers from the service, numbered citation chips, source preview with
+the cited passage highlighted, a download of the original file, and thumbs up/down feedback.
 
-Answers, file names, paths, sections and warnings come from documents or the model: each goes
-through `md()` (or `html.escape` in the preview) before Streamlit renders it as Markdown.
+The conversation is kept: each question goes to the service with the earlier turns of this
+session, so a follow-up ("and the second one?") is understood. Answers, file names, paths,
+sections and warnings come from documents or the model: each goes through `md()` (or
+`html.escape` in the preview) before Streamlit renders it as Markdown.
 """
 
 from __future__ import annotations
@@ -13,17 +15,18 @@ from typing import Any
 
 import streamlit as st
 
-from ragkb.answer import AnswerResult, Citation
-from ragkb.errors import BadInput, RagkbError
-from ragkb.retrieve import Filters, check_question
+from ragkb.errors import BadInput, RagkbError, StoreError
 from ui import kbui, sources
 from ui.markup import md
 
 log = logging.getLogger("ragkb.ui")
 
-settings, identity = kbui.context()
-runtime = kbui.runtime(settings)
-rows = kbui.readable_rows(runtime.manifest.sources(), identity, settings)
+ctx = kbui.context()
+settings, identity, client = ctx.settings, ctx.identity, ctx.client
+try:
+    documents = client.documents("ok")  # what this user may read (admins: every document)
+except RagkbError as exc:
+    kbui.stop_on(exc, "Could not list the documents")
 messages: list[dict[str, Any]] = st.session_state.setdefault("messages", [])
 
 with st.sidebar:
@@ -34,7 +37,7 @@ with st.sidebar:
     )
     folder = st.selectbox(
         "Folder",
-        kbui.folders(rows),
+        kbui.folders([d["path"] for d in documents]),
         index=None,
         key="folder",
         placeholder="All folders",
@@ -46,29 +49,26 @@ with st.sidebar:
         st.rerun()
 
 
-def _timings(result: AnswerResult) -> str:
-    parts = [f"{name} {ms:,.0f} ms" for name, ms in result.timings_ms.items()]
-    return md(f"Answered by {result.backend} · " + " · ".join(parts))
+def _timings(result: dict[str, Any]) -> str:
+    parts = [f"{name} {ms:,.0f} ms" for name, ms in (result.get("timings_ms") or {}).items()]
+    return md(f"Answered by {result.get('backend', 'unknown')} · " + " · ".join(parts))
 
 
-def _render_source(c: Citation, msg_id: str) -> None:
+def _render_source(c: sources.Citation, msg_id: str) -> None:
     name = sources.file_name(c)
+    title = f"[{c['n']}] {name}"
     with st.container(border=True, key=f"source-{msg_id}"):
-        st.markdown(f"**{md(f'[{c.n}] {name}')}** — {sources.location(c)}")
-        st.caption(md(f"{c.source} · relevance {c.score:.3f}"))
-        try:
-            before, after = sources.neighbours(kbui.runtime_key(settings), c.doc_id, c.text, _runtime=runtime)
-        except Exception:  # noqa: BLE001 - the passage alone is still worth showing
-            log.exception("could not load the text around a cited passage")
-            before, after = "", ""
-        st.html(sources.highlighted_html(c.text, before, after))
-        if kbui.may_download(c.source, identity, settings, rows):
+        st.markdown(f"**{md(title)}** — {sources.location(c)}")
+        st.caption(md(f"{c.get('source')} · relevance {float(c.get('score') or 0):.3f}"))
+        before, after = sources.neighbours(client, identity.name, c)
+        st.html(sources.highlighted_html(str(c.get("text") or ""), before, after))
+        if sources.available(client, str(c.get("source") or "")):
             st.download_button(
                 md(f"Download {name}"),
-                data=sources.file_reader(c.source),
+                data=sources.file_reader(client, str(c["source"])),
                 file_name=name,
-                mime=sources.mime_type(c.source),
-                key=f"download-{msg_id}-{c.n}",
+                mime=sources.mime_type(c),
+                key=f"download-{msg_id}-{c['n']}",
                 icon=":material/download:",
                 on_click="ignore",
             )
@@ -76,20 +76,37 @@ def _render_source(c: Citation, msg_id: str) -> None:
             st.caption("The original file is no longer available (moved, deleted or forgotten since ingest).")
 
 
+def _send_feedback(msg: dict[str, Any]) -> None:
+    """thumbs: 1 up, 0 down, None when taken back (nothing is sent then)."""
+    value = st.session_state.get(f"feedback-{msg['id']}")
+    msg.pop("feedback_error", None)
+    if value is None:
+        return
+    try:
+        client.feedback(msg["result"]["answer_id"], 1 if value == 1 else -1)
+        msg["rated"] = 1 if value == 1 else -1
+    except RagkbError as exc:
+        log.warning("feedback failed: %s", exc)
+        msg["feedback_error"] = f"Your rating was not saved: {exc}"
+
+
 def _render_answer(msg: dict[str, Any]) -> None:
-    result: AnswerResult = msg["result"]
-    st.markdown(md(result.answer))
-    if result.flagged:
+    result: dict[str, Any] = msg["result"]
+    standalone = result.get("standalone_question")
+    if standalone and standalone.strip() != msg.get("question", "").strip():
+        st.caption(md(f"Understood as: {standalone}"))
+    st.markdown(md(result.get("answer", "")))
+    flagged = bool(result.get("flagged"))
+    if flagged:
         st.warning("This answer cites none of the retrieved passages: check it against the sources below.", icon=":material/report:")
-    for warning in result.warnings:
-        if not (result.flagged and "cites none" in warning):
+    for warning in result.get("warnings") or []:
+        if not (flagged and "cites none" in warning):
             st.warning(md(warning), icon=":material/warning:")
-    chips = result.citations
-    label = "Sources"
-    if not chips and result.passages:
-        chips, label = result.passages, "Retrieved passages (not cited by the answer)"
+    chips, label = result.get("citations") or [], "Sources"
+    if not chips and result.get("passages"):
+        chips, label = result["passages"], "Retrieved passages (not cited by the answer)"
     if chips:
-        by_n = {c.n: c for c in chips}
+        by_n = {c["n"]: c for c in chips}
         chosen = st.pills(
             label,
             options=list(by_n),
@@ -99,7 +116,14 @@ def _render_answer(msg: dict[str, Any]) -> None:
         )
         if chosen is not None and chosen in by_n:
             _render_source(by_n[chosen], msg["id"])
-    st.caption(_timings(result))
+    why = result.get("backend_reason") or kbui.backend_reason(ctx, str(result.get("backend")))
+    st.caption(_timings(result), help=md(why) if why else None)  # which backend answered, and why
+    if result.get("answer_id"):
+        st.feedback("thumbs", key=f"feedback-{msg['id']}", on_change=_send_feedback, args=(msg,))
+        if msg.get("feedback_error"):
+            st.error(md(msg["feedback_error"]))
+        elif msg.get("rated"):
+            st.caption("Thanks: your rating helps improve the answers.")
 
 
 def _render(msg: dict[str, Any]) -> None:
@@ -113,50 +137,49 @@ def _render(msg: dict[str, Any]) -> None:
 
 
 def _ask(question: str) -> dict[str, Any]:
-    """Stream one answer into the page; returns the message to keep in the history."""
+    """Stream one answer into the page; returns the message to keep in the conversation."""
     msg_id = uuid.uuid4().hex[:12]
-    filters = Filters(file_types=tuple(file_types), folder=folder or None)
+    filters = {"file_types": list(file_types), "folder": folder} if file_types or folder else None
     with st.chat_message("assistant"):
         status = st.empty()
         body = st.empty()
         status.caption("Searching the documents…")
         text = ""
-        result: AnswerResult | None = None
+        result: dict[str, Any] | None = None
         try:
-            for event in kbui.answerer(settings).stream(question, groups=identity.acl_groups, top_k=top_k, filters=filters):
-                if event.kind == "passages":
-                    found = len(event.passages)
+            events = client.ask_stream(question, top_k=top_k, filters=filters, history=kbui.history(messages))
+            for name, data in events:
+                if name == "passages":
+                    found = len(data.get("passages") or [])
                     status.caption(f"Found {found} passage{'s' if found != 1 else ''}; answering…" if found else "No matching passage.")
-                elif event.kind == "token":
-                    text += event.text
+                elif name == "token":
+                    text += str(data.get("text", ""))
                     body.markdown(md(text) + " ▌")
-                elif event.kind == "done":
-                    result = event.result
-        except Exception as exc:  # noqa: BLE001 - store or model failure: show it, keep the session
+                elif name == "done":
+                    result = data
+            if result is None:
+                raise StoreError("the service ended the answer without a result; its log says why")
+        except Exception as exc:  # noqa: BLE001 - service, store or model failure: show it, keep the session
             if isinstance(exc, RagkbError):  # its message says what is wrong and what to do
                 log.warning("answering failed: %s", exc)
             else:
                 log.exception("answering failed")
             error = f"Could not answer: {exc}"
+            if isinstance(exc, StoreError) and not kbui.service_answers(ctx.service):
+                error += " (the ragkb service is not running: start it with `ragkb serve`)"
             status.empty()
             body.empty()
             st.error(md(error))
             return {"id": msg_id, "role": "assistant", "error": error}
         status.empty()
         body.empty()
-        assert result is not None
-        msg = {"id": msg_id, "role": "assistant", "result": result}
-        try:
-            runtime.audit_answer(result, user=identity.name, channel="ui")
-        except OSError as exc:
-            log.exception("audit log write failed")
-            result.warnings.append(f"the audit log could not be written: {exc}")
+        msg = {"id": msg_id, "role": "assistant", "result": result, "question": question}
         _render_answer(msg)
     return msg
 
 
 st.title("Ask the knowledge base")
-if not rows and not messages:
+if not documents and not messages:
     st.info("No documents are ingested yet" + (": add some on the Admin page." if identity.is_admin else "."))
 for message in messages:
     _render(message)
@@ -164,7 +187,7 @@ for message in messages:
 question = st.chat_input("Ask a question about your documents", max_chars=settings.max_question_chars)
 if question and question.strip():
     try:
-        question = check_question(question, settings.max_question_chars)
+        question = kbui.check_question(question, settings.max_question_chars)
     except BadInput as exc:  # the box stops at the limit, but a client can send more
         st.error(md(exc))
         st.stop()

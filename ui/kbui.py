@@ -1,38 +1,53 @@
-"""What the pages share: this run's settings, the process's one `Runtime`, who is signed in,
-and the manifest as this user may see it.
+"""What the pages share: this run's settings, the ragkb service the UI talks to, who is signed
+in, and the reads from the service that several pages need.
 
-Streamlit runs every browser session as a thread of one process, and the embedded Qdrant
-folder can be open in one process only, so the Runtime (store, models, manifest) is created
-once per process with `st.cache_resource` and shared by all sessions and pages; it closes
-when the cache drops it. Each run derives a cheap view of it with that run's settings
-(`Runtime.derive`), and the LLM backend is re-resolved every BACKEND_TTL_S seconds so a
-server started after the UI is picked up without a restart.
+The UI never opens the knowledge base. `ragkb serve` owns the store, the models, the audit log
+and the ingest queue, and starts this UI with RAGKB_SERVICE_URL and RAGKB_SERVICE_TOKEN (its
+local token, which may act as any user the UI names). Started on its own (`ragkb ui`), the UI
+finds the live service of the same RAGKB_HOME through RAGKB_HOME/service.json. With no service
+there is no UI, only a page that says to start `ragkb serve`: never an in-process fallback.
+
+Every call names the signed-in user (the service checks they exist and applies their groups in
+the Qdrant query) and the channel `ui` (the service's audit log records both); in single-user
+mode no user is named.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any, NoReturn
 
+import httpx
 import streamlit as st
 
-from ragkb import acl
-from ragkb.answer import Answerer
+from ragkb.client import ServiceClient
 from ragkb.config import Settings
-from ragkb.ingest import manifest as mf
-from ragkb.llm import Generator, backend_report, resolve_backend
-from ragkb.runtime import Runtime
+from ragkb.errors import BadInput, RagkbError, StoreError, TooLarge
+from ragkb.service import discovery
+from ragkb.service.run import SERVICE_TOKEN_ENV, SERVICE_URL_ENV
 from ragkb.users import Identity
+from ui.markup import md
 
 # Document types as ingest stores them in the `file_type` payload (ragkb.parse).
 DOC_TYPES = ("pdf", "docx", "pptx", "html", "md", "text", "email")
-BACKEND_TTL_S = 60
-# What the shared Runtime is built from: another value needs another Runtime (and the old one
-# closed first, hence max_entries=1: the embedded store can be open once per process).
-_RUNTIME_FIELDS = {"home", "collection", "qdrant_url", "embed_model", "query_prefix", "reranker_model"}
-_LLM_FIELDS = {
-    "llm_backend", "ollama_url", "llm_model", "openai_url", "gguf_path", "llm_timeout_s", "max_answer_tokens", "home"
-}  # fmt: skip
+STATUS_TTL_S = 60  # the answer backend (and why) is re-read this often: a new server shows up
+HISTORY_MESSAGES = 20  # earlier turns sent with a question, so follow-ups are understood
+
+
+@dataclass(frozen=True)
+class Service:
+    url: str
+    token: str
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: Settings
+    identity: Identity
+    service: Service
+    client: ServiceClient
 
 
 def load_settings() -> Settings:
@@ -40,75 +55,122 @@ def load_settings() -> Settings:
     return Settings()
 
 
-def _key(settings: Settings, fields: set[str]) -> str:
-    return settings.model_dump_json(include=fields)
+def find_service(settings: Settings) -> Service | None:
+    """The service `ragkb serve` started this UI for, else the live one of this RAGKB_HOME."""
+    url, token = os.environ.get(SERVICE_URL_ENV, "").strip(), os.environ.get(SERVICE_TOKEN_ENV, "").strip()
+    if url and token:
+        return Service(url.rstrip("/"), token)
+    info = discovery.running(settings)
+    return Service(info.url, info.token) if info is not None else None
 
 
-def _close(runtime: Runtime) -> None:
-    runtime.close()
+def no_service_page(settings: Settings, service: Service | None = None) -> NoReturn:
+    if service is None:
+        problem = f"No ragkb service is running for {md(settings.home)}."
+    else:
+        problem = f"The ragkb service at {md(service.url)} does not answer."
+    st.error(
+        f"{problem} The UI only talks to the service, which owns the knowledge base: "
+        "start it with `ragkb serve` (it starts this UI too), then reload this page."
+    )
+    st.stop()
 
 
-@st.cache_resource(show_spinner=False, max_entries=1, on_release=_close)
-def _shared_runtime(key: str, _settings: Settings) -> Runtime:
-    return Runtime(_settings)  # lazy: nothing is opened or loaded until a page uses it
+def service_answers(service: Service) -> bool:
+    try:
+        return httpx.get(f"{service.url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
-@st.cache_resource(show_spinner=False, ttl=BACKEND_TTL_S)
-def _generator(key: str, _settings: Settings) -> Generator:
-    return resolve_backend(_settings)
+def stop_on(exc: RagkbError, doing: str) -> NoReturn:
+    """A call the page cannot do without failed: say why (a stopped service: how to start it)."""
+    ctx = context()
+    if isinstance(exc, StoreError) and not service_answers(ctx.service):
+        no_service_page(ctx.settings, ctx.service)
+    st.error(f"{md(doing)}: {md(exc)}")
+    st.stop()
 
 
-@st.cache_data(show_spinner=False, ttl=BACKEND_TTL_S)
-def _backend_report(key: str, _settings: Settings) -> dict[str, str]:
-    return backend_report(_settings)
+def _close(client: ServiceClient) -> None:
+    client.close()
 
 
-def runtime_key(settings: Settings) -> str:
-    return _key(settings, _RUNTIME_FIELDS)
+@st.cache_resource(show_spinner=False, max_entries=64, on_release=_close)
+def _client(url: str, token: str, user: str | None) -> ServiceClient:
+    return ServiceClient(url, token, user=user, channel="ui")
 
 
-def runtime(settings: Settings) -> Runtime:
-    """This run's view of the shared Runtime (closing it closes nothing)."""
-    return _shared_runtime(runtime_key(settings), settings).derive(settings)
+def client_for(service: Service, identity: Identity) -> ServiceClient:
+    """One HTTP client per service and user, shared by that user's sessions (it is thread-safe)."""
+    return _client(service.url, service.token, identity.name)
 
 
-def answerer(settings: Settings) -> Answerer:
-    shared = _shared_runtime(runtime_key(settings), settings)
-    return Answerer(shared.derive(settings, generator=_generator(_key(settings, _LLM_FIELDS), settings)))
+@st.cache_data(show_spinner=False, ttl=STATUS_TTL_S)
+def _status(url: str, user: str | None, _client: ServiceClient) -> dict[str, Any]:
+    return _client.status()
 
 
-def backend_info(settings: Settings) -> dict[str, str]:
-    return _backend_report(_key(settings, _LLM_FIELDS), settings)
+def cached_status(ctx: Context) -> dict[str, Any]:
+    """`GET /v1/status`, at most STATUS_TTL_S seconds old (for the backend and its reason)."""
+    return _status(ctx.service.url, ctx.identity.name, ctx.client)
+
+
+def backend_reason(ctx: Context, backend: str) -> str | None:
+    """Why `backend` answers, if it is the one the service currently chooses."""
+    try:
+        llm = cached_status(ctx).get("llm") or {}
+    except RagkbError:
+        return None
+    return str(llm.get("reason")) if llm.get("backend") == backend and llm.get("reason") else None
 
 
 # --- who is asking -----------------------------------------------------------------------------
 _CONTEXT = "_ragkb_context"
 
 
-def set_context(settings: Settings, identity: Identity) -> None:
-    """app.py decides settings and identity once per run; the page scripts read them here."""
-    st.session_state[_CONTEXT] = (settings, identity)
+def set_context(ctx: Context) -> None:
+    """app.py decides settings, identity and service once per run; the page scripts read them here."""
+    st.session_state[_CONTEXT] = ctx
 
 
-def context() -> tuple[Settings, Identity]:
+def context() -> Context:
     value = st.session_state.get(_CONTEXT)
     if value is None:
-        st.error("Open the app through ui/app.py (`ragkb ui`), not a page file.")
+        st.error("Open the app through ui/app.py (`ragkb serve` or `ragkb ui`), not a page file.")
         st.stop()
-    return value
+    return value  # type: ignore[no-any-return]
 
 
-# --- the manifest as this user may see it ------------------------------------------------------
-def readable_rows(rows: list[mf.SourceRow], identity: Identity, settings: Settings) -> list[mf.SourceRow]:
-    return [r for r in rows if r.status == mf.OK and acl.may_read(identity.acl_groups, r.acl, settings)]
+# --- questions and documents -------------------------------------------------------------------
+def check_question(question: str, max_chars: int) -> str:
+    """The box stops at the limit, but a client can send more: refused here, before any call
+    (the service checks its own limit too)."""
+    text = question.strip()
+    if not text:
+        raise BadInput("the question is empty")
+    if len(text) > max_chars:
+        raise TooLarge(f"the question is {len(text)} characters long; the limit is {max_chars} (RAGKB_MAX_QUESTION_CHARS)")
+    return text
 
 
-def folders(rows: list[mf.SourceRow]) -> list[str]:
-    """Folders holding ingested files, with their ancestors up to the common root."""
-    parents = {Path(r.path).parent for r in rows}
+def history(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The conversation so far as the API takes it: each question with its answer (a failed one
+    is left out), the latest HISTORY_MESSAGES turns."""
+    turns: list[dict[str, str]] = []
+    for asked, answered in zip(messages[::2], messages[1::2]):
+        result = answered.get("result")
+        if asked.get("role") == "user" and result is not None:
+            turns += [{"role": "user", "content": asked["content"]}, {"role": "assistant", "content": str(result.get("answer", ""))}]
+    return [{"role": t["role"], "content": t["content"][:20_000]} for t in turns[-HISTORY_MESSAGES:]]
+
+
+def folders(paths: list[str]) -> list[str]:
+    """Folders holding the given files, with their ancestors up to the common root."""
+    parents = {PurePath(p).parent for p in paths}
     if not parents:
         return []
-    common = Path(os.path.commonpath([str(p) for p in parents]))
+    common = PurePath(os.path.commonpath([str(p) for p in parents]))
     seen: set[str] = set()
     for parent in parents:
         current = parent
@@ -118,13 +180,3 @@ def folders(rows: list[mf.SourceRow]) -> list[str]:
                 break
             current = current.parent
     return sorted(seen)
-
-
-def may_download(path: str, identity: Identity, settings: Settings, rows: list[mf.SourceRow]) -> bool:
-    """Only an ingested file this user may read, that is still on disk."""
-    row = next((r for r in rows if r.path == path), None)
-    if row is None or row.status != mf.OK:
-        return False
-    if not acl.may_read(identity.acl_groups, row.acl, settings):
-        return False
-    return Path(path).is_file()

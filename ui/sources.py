@@ -1,25 +1,30 @@
 """Citations on the chat page: chip labels, where a passage sits, its neighbouring text, the
 highlighted preview and the original file's download.
 
-Labels and locations are built from document-derived strings (file names, section titles,
-email subjects) and returned as Markdown, already escaped with `markup.md`; the preview is
-HTML with every piece escaped.
+A citation is the API's JSON object (`n`, `source`, `page`, `section`, `text`, `score`,
+`doc_id`, `chunk_index`, `file_type`, ...). The text around it and the original file come from
+the service, which checks that the user may read them. Labels and locations are built from
+document-derived strings (file names, section titles, email subjects) and returned as Markdown,
+already escaped with `markup.md`; the preview is HTML with every piece escaped.
 """
 
 from __future__ import annotations
 
 import html
+import logging
 import re
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import PurePath
+from typing import Any
 
 import streamlit as st
 
-from ragkb.answer import Citation
-from ragkb.parse import document_type
-from ragkb.runtime import Runtime
-from ragkb.store.schema import CHUNK_INDEX, TEXT, doc_filter
+from ragkb.client import ServiceClient
+from ragkb.errors import NotFound, RagkbError
 from ui.markup import md
+
+log = logging.getLogger("ragkb.ui")
+Citation = dict[str, Any]
 
 
 def _short(text: str | None, width: int) -> str:
@@ -29,23 +34,24 @@ def _short(text: str | None, width: int) -> str:
 
 def file_name(c: Citation) -> str:
     """The cited file's name (raw: escape it before putting it into Markdown)."""
-    return Path(c.source).name or "(unknown file)"
+    return PurePath(str(c.get("source") or "")).name or "(unknown file)"
 
 
 def citation_label(c: Citation, width: int = 28) -> str:
     """Markdown for a citation chip: `[n] name p.3` or `[n] name · section`."""
-    name = _short(Path(c.source).name or "(unknown)", width)
-    where = f" p.{c.page}" if c.page is not None else (f" · {_short(c.section, 24)}" if c.section else "")
-    return md(f"[{c.n}] {name}{where}")
+    name = _short(PurePath(str(c.get("source") or "")).name or "(unknown)", width)
+    page, section = c.get("page"), c.get("section")
+    where = f" p.{page}" if page is not None else (f" · {_short(section, 24)}" if section else "")
+    return md(f"[{c['n']}] {name}{where}")
 
 
 def location(c: Citation) -> str:
     """Markdown: where in its file the passage is."""
     parts = []
-    if c.page is not None:
-        parts.append(f"page {c.page}")
-    if c.section:
-        parts.append(f"section “{_short(c.section, 80)}”")
+    if c.get("page") is not None:
+        parts.append(f"page {c['page']}")
+    if c.get("section"):
+        parts.append(f"section “{_short(c['section'], 80)}”")
     return md(", ".join(parts) or "no page or section recorded")
 
 
@@ -74,22 +80,22 @@ def strip_overlap(before: str, passage: str, after: str, max_words: int = 80) ->
     return b_text, a_text
 
 
-@st.cache_data(show_spinner=False, ttl=300, max_entries=64)
-def neighbours(key: str, doc_id: str, text: str, _runtime: Runtime) -> tuple[str, str]:
-    """Text of the chunks just before and after the cited one in the same document (`key`
-    names the knowledge base, so two bases never share an entry)."""
-    if not doc_id:
+@st.cache_data(show_spinner=False, ttl=300, max_entries=256)
+def _around(url: str, user: str | None, doc_id: str, chunk_index: int, _client: ServiceClient) -> tuple[str, str]:
+    return _client.context(doc_id, chunk_index)
+
+
+def neighbours(client: ServiceClient, user: str | None, c: Citation) -> tuple[str, str]:
+    """Text of the chunks just before and after the cited one, overlap removed; none when the
+    service cannot give it (the passage alone is still worth showing)."""
+    if not c.get("doc_id") or c.get("chunk_index") is None:
         return "", ""
-    chunks = sorted(
-        (int(hit.payload.get(CHUNK_INDEX, 0)), str(hit.payload.get(TEXT, "")))
-        for hit in _runtime.store.scroll(doc_filter(doc_id), fields=[CHUNK_INDEX, TEXT])
-    )
-    for i, (_, chunk_text) in enumerate(chunks):
-        if chunk_text == text:
-            before = chunks[i - 1][1] if i > 0 else ""
-            after = chunks[i + 1][1] if i + 1 < len(chunks) else ""
-            return strip_overlap(before, text, after)
-    return "", ""
+    try:
+        before, after = _around(client.url, user, str(c["doc_id"]), int(c["chunk_index"]), client)
+    except RagkbError as exc:
+        log.warning("could not load the text around a cited passage: %s", exc)
+        return "", ""
+    return strip_overlap(before, str(c.get("text") or ""), after)
 
 
 def highlighted_html(passage: str, before: str = "", after: str = "") -> str:
@@ -104,9 +110,20 @@ def highlighted_html(passage: str, before: str = "", after: str = "") -> str:
     return "".join(parts)
 
 
-def file_reader(path: str) -> Callable[[], bytes]:
-    """Read only when the user clicks download, not on every rerun."""
-    return lambda: Path(path).read_bytes()
+def available(client: ServiceClient, path: str) -> bool:
+    """The original is still there and this user may download it (the service decides)."""
+    try:
+        return client.file_available(path)
+    except NotFound:
+        return False
+    except RagkbError as exc:
+        log.warning("could not check the original file: %s", exc)
+        return False
+
+
+def file_reader(client: ServiceClient, path: str) -> Callable[[], bytes]:
+    """Fetched only when the user clicks download, not on every rerun."""
+    return lambda: client.file(path)
 
 
 MIME = {
@@ -120,5 +137,5 @@ MIME = {
 }
 
 
-def mime_type(path: str) -> str:
-    return MIME.get(document_type(Path(path)) or "", "application/octet-stream")
+def mime_type(c: Citation) -> str:
+    return MIME.get(str(c.get("file_type") or ""), "application/octet-stream")

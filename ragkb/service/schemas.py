@@ -69,6 +69,7 @@ class AskOut(BaseModel):
     flagged: bool
     warnings: list[str]
     standalone_question: str | None = None
+    backend_reason: str | None = None
 
 
 class IngestIn(Strict):

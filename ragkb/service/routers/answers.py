@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from ragkb.service.app import ServiceContext, caller, context, error_body
 from ragkb.service.auth import Caller
 from ragkb.service.schemas import AskIn, AskOut, ChatIn, ErrorOut, FeedbackIn, SearchIn, SearchOut
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", responses={code: {"model": ErrorOut} for code in (401, 403, 413, 422, 503)})
 
 
@@ -73,6 +75,9 @@ def _sse(ctx: ServiceContext, who: Caller, body: AskIn) -> Iterator[str]:
                 yield _event("done", _record(ctx, who, event.result))
     except RagkbError as exc:
         yield _event("error", error_body(exc.kind, str(exc)))
+    except Exception:  # the status line is sent: say so in the stream, never just stop
+        log.exception("unexpected error while streaming an answer")
+        yield _event("error", error_body("internal", "internal error; the service log has the details"))
 
 
 def _event(name: str, data: dict[str, Any]) -> str:
@@ -157,6 +162,9 @@ def _chat_stream(ctx: ServiceContext, who: Caller, body: AskIn, model: str, comp
                 yield chunk({}, "stop", citations=record["citations"], answer_id=record["answer_id"])
     except RagkbError as exc:
         yield f"data: {json.dumps(error_body(exc.kind, str(exc)))}\n\n"
+    except Exception:  # the status line is sent: say so in the stream, never just stop
+        log.exception("unexpected error while streaming a chat completion")
+        yield f"data: {json.dumps(error_body('internal', 'internal error; the service log has the details'))}\n\n"
     yield "data: [DONE]\n\n"
 
 

@@ -14,7 +14,6 @@ from ragkb import acl, documents
 from ragkb.errors import AccessError, BadInput, NotFound
 from ragkb.service.app import caller, context
 from ragkb.service.auth import Caller
-from ragkb.ingest import Ingestor
 from ragkb.service.schemas import DeletionReceipt, DocumentsOut, ErrorOut, ForgetIn, IngestIn, JobAccepted, JobOut
 
 router = APIRouter(prefix="/v1", responses={code: {"model": ErrorOut} for code in (401, 403, 404, 409, 413, 422, 503)})
@@ -45,7 +44,8 @@ def upload(
 ) -> Any:
     _admin(who)
     ctx = context(request)
-    saved = [str(documents.save_upload(ctx.settings, f.filename or "upload", f.file.read(), acl.parse_groups(groups) or None)) for f in files]
+    received = [(f.filename or "upload", f.file.read()) for f in files]
+    saved = [str(path) for path in documents.save_uploads(ctx.settings, received, acl.parse_groups(groups) or None)]
     return {"job_id": ctx.jobs.submit(saved, kind="upload"), "paths": saved}
 
 
@@ -63,7 +63,7 @@ def forget(body: ForgetIn, request: Request, who: Caller = Depends(caller)) -> d
     _admin(who)
     ctx = context(request)
     with ctx.jobs.writer(DELETE_WAIT_S):
-        removed = Ingestor(ctx.runtime).forget(Path(body.path))
+        removed = documents.forget(ctx.runtime, Path(body.path))
     if not removed:
         raise NotFound(f"{body.path} is not in the knowledge base")
     return {"removed": removed}
