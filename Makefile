@@ -23,11 +23,12 @@ demo: install
 	RAGKB_HOME=$(DEMO_HOME) $(RAGKB) ingest samples/
 	RAGKB_HOME=$(DEMO_HOME) $(RAGKB) ask "$(DEMO_QUESTION)"
 
-# Debian packages the tests need, installed here when running as root (CI, containers):
-# chromium (browser tests), strace (the no-egress test traces native connects).
-SYSTEM_PACKAGES := chromium strace
+# Debian packages ragkb and its tests need, as command:package, installed here when running as
+# root (CI, containers): Tesseract and poppler for OCR of scans, chromium for the browser tests,
+# strace for the no-egress test (it traces native connects).
+SYSTEM_PACKAGES := tesseract:tesseract-ocr pdftoppm:poppler-utils chromium:chromium strace:strace
 system-deps:
-	@missing=""; for tool in $(SYSTEM_PACKAGES); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 		{ [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
 		|| echo "warning: missing$$missing; the tests that need them will fail"; \

@@ -35,6 +35,7 @@ class Chunk:
     page: int | None
     section: str | None
     kind: str
+    ocr: bool = False  # text recognised by OCR (a scanned page or an image): citations say so
 
     def embedding_text(self) -> str:
         """The section title gives a passage its topic, which a bare paragraph often lacks."""
@@ -61,19 +62,19 @@ class _State:
     def heading_words(self) -> int:
         return sum(_words(b.text) for b in self.heading)
 
-    def emit(self, text: str, page: int | None, section: str | None, kind: str) -> None:
-        self.chunks.append(Chunk(len(self.chunks), text, page, section, kind))
+    def emit(self, text: str, page: int | None, section: str | None, kind: str, ocr: bool = False) -> None:
+        self.chunks.append(Chunk(len(self.chunks), text, page, section, kind, ocr))
 
     def emit_titles(self, titles: list[Block]) -> None:
         """Titles with no body of their own (a page ends, a run of title-like lines is too long)."""
         if titles:
-            self.emit("\n".join(b.text for b in titles), titles[0].page, titles[0].section, "title")
+            self.emit("\n".join(b.text for b in titles), titles[0].page, titles[0].section, "title", titles[0].ocr)
 
     def flush(self) -> None:
         """The body with its heading, or a lone heading run."""
         if self.body:
             text = "\n".join(b.text for b in self.heading + self.body)
-            self.emit(text, self.body[0].page, self.body[0].section, "text")
+            self.emit(text, self.body[0].page, self.body[0].section, "text", any(b.ocr for b in self.body))
         else:
             self.emit_titles(self.heading)
         self.heading, self.body, self.body_words = [], [], 0
@@ -144,7 +145,7 @@ def _emit_split(state: _State, block: Block, overlap_words: int) -> None:
     else:
         pieces = _split_sentences(block.text, budget, overlap_words)
     for piece in pieces:
-        state.emit(f"{heading}\n{piece}" if heading else piece, block.page, block.section, block.kind)
+        state.emit(f"{heading}\n{piece}" if heading else piece, block.page, block.section, block.kind, block.ocr)
         heading = ""
 
 

@@ -74,6 +74,7 @@ def print_report(report: IngestReport) -> None:
         out.print("nothing changed: no document was embedded")
     _table("Skipped (not ingested)", "skipped file", [(s.path, s.reason) for s in report.skipped])
     _table("Failures", "failed file", [(f.path, f.error) for f in report.failed])
+    _table("Warnings (ingested, worth a look)", "file", [(w.path, w.error) for w in report.warnings])
 
 
 def _table(title: str, first: str, rows: list[tuple[str, str]]) -> None:
@@ -88,7 +89,7 @@ def _table(title: str, first: str, rows: list[tuple[str, str]]) -> None:
 def print_status(info: dict[str, Any]) -> None:
     table = Table(show_header=False, box=None)
     for key, value in info.items():
-        if key in ("failed", "skipped"):
+        if key in ("failed", "skipped", "warnings"):
             continue
         if key == "last_run" and value:
             value = describe_run(value)
@@ -97,6 +98,7 @@ def print_status(info: dict[str, Any]) -> None:
     out.print(table)
     _table("Failed files", "failed file", [(f["path"], f["error"] or "") for f in info.get("failed") or []])
     _table("Skipped in the last run", "skipped file", [(s["path"], s["reason"]) for s in info.get("skipped") or []])
+    _table("Warnings in the last run", "file", [(w["path"], w["error"]) for w in info.get("warnings") or []])
 
 
 def describe_run(run: dict[str, Any]) -> str:
@@ -123,7 +125,11 @@ def print_answer(result: dict[str, Any], streamed: bool) -> None:
     if shown:
         out.print("\n[bold]Sources[/bold]" + ("" if result["citations"] else " (retrieved, not cited)"))
     for c in shown:
-        where = ", ".join(x for x in [f"page {c['page']}" if c["page"] is not None else "", f"section: {c['section']}" if c["section"] else ""] if x)
+        where = ", ".join(x for x in [
+            f"page {c['page']}" if c["page"] is not None else "",
+            f"section: {c['section']}" if c["section"] else "",
+            "OCR" if c.get("ocr") else "",
+        ] if x)  # fmt: skip
         out.print(f"[bold][{c['n']}][/bold] " + escape(c["source"] + (f" ({where})" if where else "")), highlight=False)
         quote = " ".join(c["text"].split())
         out.print(f"    [dim]\"{escape(quote[:240])}{'…' if len(quote) > 240 else ''}\"[/dim]", highlight=False)

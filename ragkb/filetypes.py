@@ -12,42 +12,52 @@ from __future__ import annotations
 import os
 import re
 import stat
-import zipfile
 from pathlib import Path
 
 from ragkb.charsets import detect_encoding
+from ragkb.containers import sniff_ole, sniff_zip, zip_bomb_reason
+
+__all__ = ["SUPPORTED_SUFFIXES", "NotRegularFile", "detect_type", "file_kind", "looks_textual", "read_bytes",
+           "unsupported_reason", "zip_bomb_reason"]  # fmt: skip
 
 # extension -> document type; SUPPORTED_SUFFIXES is what the UI offers for upload
 _BY_SUFFIX: dict[str, str] = {
-    ".pdf": "pdf", ".docx": "docx", ".pptx": "pptx", ".html": "html", ".htm": "html",
-    ".md": "md", ".markdown": "md", ".txt": "text", ".text": "text", ".eml": "email",
+    ".pdf": "pdf", ".docx": "docx", ".docm": "docx", ".pptx": "pptx", ".pptm": "pptx",
+    ".html": "html", ".htm": "html", ".xhtml": "html", ".md": "md", ".markdown": "md",
+    ".txt": "text", ".text": "text", ".eml": "email", ".msg": "msg",
+    ".png": "image", ".jpg": "image", ".jpeg": "image", ".tif": "image", ".tiff": "image",
+    ".bmp": "image", ".gif": "image", ".webp": "image", ".heic": "image",
+    ".xlsx": "xlsx", ".xlsm": "xlsx", ".xls": "xls", ".csv": "csv", ".tsv": "tsv",
+    ".doc": "doc", ".ppt": "ppt", ".odt": "odt", ".odp": "odp", ".ods": "ods",
+    ".rtf": "rtf", ".epub": "epub", ".rst": "rst", ".org": "org",
+    ".xml": "xml", ".json": "json", ".ndjson": "json", ".jsonl": "json",
 }  # fmt: skip
 SUPPORTED_SUFFIXES = frozenset(_BY_SUFFIX)
-# Known formats with no parser yet: never sniffed as text (a CSV or an SVG read as prose
-# makes useless chunks), always rejected with their name.
+# Suffixes whose content is checked even though the name is known: Word saves RTF and HTML as
+# .doc, and a .doc/.ppt/.xls is often an Office Open XML file with the old name.
+_CONTENT_DECIDES = frozenset({".doc", ".xls", ".ppt"})
+# Known formats with no parser: never sniffed as text (an SVG read as prose makes useless
+# chunks), always rejected with their name.
 _UNSUPPORTED_SUFFIXES: dict[str, str] = {
-    ".png": "PNG image", ".jpg": "JPEG image", ".jpeg": "JPEG image", ".gif": "GIF image",
-    ".bmp": "BMP image", ".tif": "TIFF image", ".tiff": "TIFF image", ".webp": "WebP image",
-    ".svg": "SVG image", ".ico": "icon", ".heic": "HEIC image",
-    ".xlsx": "Excel workbook", ".xls": "Excel workbook", ".xlsm": "Excel workbook",
-    ".doc": "Word 97-2003 document", ".ppt": "PowerPoint 97-2003 presentation",
-    ".odt": "OpenDocument text", ".ods": "OpenDocument spreadsheet", ".odp": "OpenDocument presentation",
-    ".rtf": "RTF document", ".epub": "EPUB book", ".msg": "Outlook message",
-    ".csv": "CSV table", ".tsv": "TSV table", ".json": "JSON data", ".xml": "XML data",
+    ".svg": "SVG image", ".ico": "icon", ".p7s": "S/MIME signature", ".p7m": "S/MIME message",
     ".zip": "ZIP archive", ".gz": "gzip archive", ".tgz": "gzip archive", ".bz2": "bzip2 archive",
     ".xz": "xz archive", ".7z": "7-Zip archive", ".rar": "RAR archive", ".tar": "tar archive",
     ".mp3": "audio", ".wav": "audio", ".au": "audio", ".flac": "audio", ".ogg": "audio",
     ".mp4": "video", ".mov": "video", ".avi": "video", ".mkv": "video",
     ".exe": "executable", ".dll": "executable", ".so": "shared library", ".bin": "binary data",
 }  # fmt: skip
-_MAGIC: list[tuple[bytes, str]] = [
-    (b"\x89PNG\r\n\x1a\n", "PNG image"), (b"\xff\xd8\xff", "JPEG image"), (b"GIF8", "GIF image"),
-    (b"BM", "BMP image"), (b"II*\x00", "TIFF image"), (b"MM\x00*", "TIFF image"),
-    (b"RIFF", "RIFF media (WebP/WAV/AVI)"), (b"\x1f\x8b", "gzip archive"), (b"BZh", "bzip2 archive"),
-    (b"\xfd7zXZ\x00", "xz archive"), (b"7z\xbc\xaf\x27\x1c", "7-Zip archive"), (b"Rar!", "RAR archive"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "legacy Office (OLE) file"), (b"{\\rtf", "RTF document"),
-    (b"\x7fELF", "executable"), (b"MZ", "executable"), (b"ID3", "audio"), (b"OggS", "audio"),
+# Magic bytes -> (document type or None, what it is). Two-byte magics ("BM", "MZ") also start
+# ordinary text ("BMW annual report"), so they count only for content that is not text.
+_MAGIC: list[tuple[bytes, str | None, str]] = [
+    (b"\x89PNG\r\n\x1a\n", "image", "PNG image"), (b"\xff\xd8\xff", "image", "JPEG image"),
+    (b"GIF87a", "image", "GIF image"), (b"GIF89a", "image", "GIF image"),
+    (b"II*\x00", "image", "TIFF image"), (b"MM\x00*", "image", "TIFF image"), (b"{\\rtf", "rtf", "RTF document"),
+    (b"\x1f\x8b", None, "gzip archive"), (b"BZh", None, "bzip2 archive"), (b"\xfd7zXZ\x00", None, "xz archive"),
+    (b"7z\xbc\xaf\x27\x1c", None, "7-Zip archive"), (b"Rar!", None, "RAR archive"), (b"\x7fELF", None, "executable"),
+    (b"ID3", None, "audio"), (b"OggS", None, "audio"),
 ]  # fmt: skip
+_WEAK_MAGIC: list[tuple[bytes, str | None, str]] = [(b"BM", "image", "BMP image"), (b"MZ", None, "executable")]
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _HEAD_BYTES = 8192
 _HTML_START = re.compile(r"^\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>])", re.I | re.S)
 _MAIL_HEADER = re.compile(r"([A-Za-z][A-Za-z0-9-]*):[ \t]")
@@ -91,10 +101,12 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
 
 
 def detect_type(path: Path) -> str | None:
-    """'pdf', 'docx', 'pptx', 'html', 'md', 'text' or 'email'; None when there is no parser.
+    """The document type ('pdf', 'docx', 'image', 'xlsx', 'csv', 'msg', ... see _BY_SUFFIX);
+    None when there is no parser.
 
-    A known extension decides (one stat, no read: cheap on every scan); a missing or unknown one
-    (`README`, `Apache-2.0`, `notes.v2`) is decided by content. Never blocks on a FIFO.
+    A known extension decides (one stat, no read: cheap on every scan), except the legacy
+    Office ones, whose first bytes are checked; a missing or unknown extension (`README`,
+    `Apache-2.0`, `notes.v2`) is decided by content. Never blocks on a FIFO.
     """
     suffix = path.suffix.lower()
     try:
@@ -103,6 +115,9 @@ def detect_type(path: Path) -> str | None:
         return _BY_SUFFIX.get(suffix)
     if not stat.S_ISREG(mode):
         return None
+    if suffix in _CONTENT_DECIDES:
+        sniffed = _sniff(path)[0]
+        return sniffed or _BY_SUFFIX[suffix]
     if suffix in _BY_SUFFIX:
         return _BY_SUFFIX[suffix]
     if suffix in _UNSUPPORTED_SUFFIXES:
@@ -138,37 +153,38 @@ def _sniff(path: Path) -> tuple[str | None, str]:
     if b"%PDF-" in head[:1024]:
         return "pdf", "PDF"
     if head.startswith(b"PK\x03\x04"):
-        return _sniff_zip(path)
-    for magic, name in _MAGIC:
+        return sniff_zip(path)
+    if head.startswith(_OLE_MAGIC):
+        return sniff_ole(path)
+    for magic, doc_type, name in _MAGIC:
         if head.startswith(magic):
-            return None, name
-    if not looks_textual(head):
+            return doc_type, name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image", "WebP image"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1"):
+        return "image", "HEIC image"
+    textual = looks_textual(head)
+    for magic, doc_type, name in _WEAK_MAGIC:
+        if head.startswith(magic) and not textual:
+            return doc_type, name
+    if head[:4] == b"RIFF":
+        return None, "RIFF media (WAV/AVI)"
+    if not textual:
         return None, "binary file of unknown type"
-    text = head.decode(detect_encoding(head), errors="replace").lstrip("\ufeff")
+    text = head.decode(detect_encoding(head, complete=False), errors="replace").lstrip("\ufeff")
     if _HTML_START.match(text):
         return "html", "HTML"
     if _looks_like_email(text):
         return "email", "email"
+    if _XML_START.match(text):
+        return "xml", "XML"
+    if _JSON_START.match(text):
+        return "json", "JSON"
     return "text", "text"
 
 
-def _sniff_zip(path: Path) -> tuple[str | None, str]:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return None, "corrupt ZIP archive"
-    if any(name.startswith("word/") for name in names):
-        return "docx", "Word document"
-    if any(name.startswith("ppt/") for name in names):
-        return "pptx", "PowerPoint presentation"
-    if any(name.startswith("xl/") for name in names):
-        return None, "Excel workbook (XLSX)"
-    if "mimetype" in names:
-        return None, "OpenDocument or EPUB file"
-    return None, "ZIP archive"
-
-
+_XML_START = re.compile(r"^\s*(<\?xml[\s?]|(<!--.*?-->\s*)*<!DOCTYPE\s+\w|<[A-Za-z_][\w.:-]*(\s+[\w:.-]+\s*=\s*[\"'][^<>]*)*\s*/?>\s*<)", re.S)
+_JSON_START = re.compile(r'^\s*(\{\s*("|\})|\[\s*(\{|\[|"|-?\d|true|false|null|\]))')
 def _looks_like_email(text: str) -> bool:
     """RFC 822 headers from the first line (after an mbox 'From ' line) to the blank line."""
     lines = text.splitlines()
@@ -202,35 +218,3 @@ def looks_textual(head: bytes) -> bool:
         return False
     controls = sum(byte < 9 or 13 < byte < 32 for byte in head)
     return controls <= len(head) * 0.01
-
-# A member this large and this compressible is no document: real OOXML parts compress at most
-# ~40:1 (measured on 31 DOCX/PPTX of the shared corpus), a bomb's at 1000:1.
-_BOMB_RATIO = 200
-_BOMB_MEMBER_BYTES = 50 * 1024 * 1024
-
-
-def zip_bomb_reason(path: Path, max_unzipped_mb: float) -> str | None:
-    """Why a zip container must not be opened, from its central directory alone.
-
-    Declared sizes suffice: Python's zipfile (used by python-docx/python-pptx) stops reading a
-    member at its declared size and fails the CRC check, so a member cannot expand beyond it.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        return f"corrupt zip container: {exc}"
-    total = sum(member.file_size for member in members)
-    if total > max_unzipped_mb * 1024 * 1024:
-        return (
-            f"decompresses to {total / 1048576:.0f} MB (limit {max_unzipped_mb:g} MB, "
-            "RAGKB_MAX_UNZIPPED_MB): possible zip bomb"
-        )
-    for member in members:
-        ratio = member.file_size / max(member.compress_size, 1)
-        if member.file_size > _BOMB_MEMBER_BYTES and ratio > _BOMB_RATIO:
-            return (
-                f"member {member.filename} decompresses to {member.file_size / 1048576:.0f} MB "
-                f"at {ratio:.0f}:1 (limit {_BOMB_RATIO}:1 above {_BOMB_MEMBER_BYTES >> 20} MB): possible zip bomb"
-            )
-    return None

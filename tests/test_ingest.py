@@ -152,11 +152,11 @@ def test_fixed_file_is_retried(settings, runtimes, docs):
 
 
 def test_unsupported_types_are_counted_as_skipped(settings, runtimes, docs):
-    (docs / "budget.xlsx").write_bytes(b"PK\x03\x04 not parsed")
+    (docs / "archive.zip").write_bytes(b"PK\x03\x04 not parsed")
     (docs / ".hidden.md").write_text("# secret draft")
     report = runtimes.ingestor(settings).run([docs])
-    assert [Path(s.path).name for s in report.skipped] == ["budget.xlsx"] and report.added == 6 and not report.failed
-    assert "xlsx" in report.skipped[0].reason
+    assert [Path(s.path).name for s in report.skipped] == ["archive.zip"] and report.added == 6 and not report.failed
+    assert "zip" in report.skipped[0].reason
 
 
 def test_forget_removes_a_file(settings, runtimes, docs):

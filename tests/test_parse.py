@@ -139,6 +139,43 @@ def test_documents_without_extension_are_detected_by_content(
     assert words in _text(path, settings)
 
 
+@pytest.mark.parametrize(
+    ("source", "doc_type"),
+    [
+        (FIXTURES / "formats" / "stanley-cups.xlsx", "xlsx"),
+        (FIXTURES / "formats" / "simple.doc", "doc"),
+        (FIXTURES / "formats" / "fake-email.msg", "msg"),
+        (FIXTURES / "formats" / "fake-doc.rtf", "rtf"),
+        (FIXTURES / "formats" / "table-multi-row-column-cells.png", "image"),
+        (FIXTURES / "formats" / "single_table.pdf", "pdf"),
+        (FIXTURES / "more" / "tests-example.xls", "xls"),
+        (FIXTURES / "more" / "fake.odt", "odt"),
+        (FIXTURES / "more" / "eng_spa_mult.epub", "epub"),
+        (FIXTURES / "more" / "factbook.xml", "xml"),
+        (FIXTURES / "more" / "arbitrary-records.ndjson", "json"),
+        (FIXTURES / "bad" / "password-protected.xlsx", "encrypted"),
+    ],
+)
+def test_office_ole_odf_epub_image_rtf_xml_json_are_detected_by_content(tmp_path: Path, source: Path, doc_type: str) -> None:
+    path = tmp_path / "no-extension"
+    shutil.copy(source, path)
+    assert detect_type(path) == doc_type
+
+
+def test_legacy_extension_on_a_new_format_is_read_by_content(settings: Settings, tmp_path: Path) -> None:
+    """Real files do this: eng_spa_mult.doc / .ppt of the example documents are DOCX / PPTX."""
+    path = tmp_path / "handbook.doc"
+    shutil.copy(FIXTURES / "docs" / "handbook-1p.docx", path)
+    assert detect_type(path) == "docx"
+    assert "The United States Trustee appoints" in _text(path, settings)
+
+
+def test_encrypted_office_file_without_extension_is_reported_as_encrypted(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "salaries"
+    shutil.copy(FIXTURES / "bad" / "password-protected.xlsx", path)
+    assert _reason(path, settings).startswith("encrypted Office document: password-protected")
+
+
 def test_renamed_file_keeps_its_type(tmp_path: Path) -> None:
     named, bare = tmp_path / "notes.txt", tmp_path / "notes"
     named.write_text("Meeting notes: the canteen opens at eight.\n")
@@ -146,21 +183,28 @@ def test_renamed_file_keeps_its_type(tmp_path: Path) -> None:
     assert document_type(named) == document_type(bare) == "text"
 
 
-def test_png_without_extension_is_rejected_with_a_reason(settings: Settings, tmp_path: Path) -> None:
+def test_broken_png_without_extension_is_an_image_that_cannot_be_read(settings: Settings, tmp_path: Path) -> None:
     path = tmp_path / "scan0001"
     path.write_bytes(PNG)
-    assert detect_type(path) is None
-    assert unsupported_reason(path) == "unsupported type: PNG image"
-    assert _reason(path, settings) == "unsupported type: PNG image"
+    assert detect_type(path) == "image" and unsupported_reason(path) == ""
+    assert _reason(path, settings).startswith("unreadable image")
 
 
 def test_known_unsupported_types_and_unknown_binaries_are_named(settings: Settings, tmp_path: Path) -> None:
-    (tmp_path / "budget.xlsx").write_bytes(b"PK\x03\x04 not parsed")
+    (tmp_path / "logo.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
     (tmp_path / "blob.dat").write_bytes(bytes(range(256)) * 8)
-    assert detect_type(tmp_path / "budget.xlsx") is None
-    assert _reason(tmp_path / "budget.xlsx", settings).startswith("unsupported file type '.xlsx'")
+    (tmp_path / "archive").write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(256)))
+    assert detect_type(tmp_path / "logo.svg") is None
+    assert _reason(tmp_path / "logo.svg", settings) == "unsupported file type '.svg' (SVG image)"
     assert _reason(tmp_path / "blob.dat", settings) == "unsupported type: binary file of unknown type"
-    assert ".txt" in SUPPORTED_SUFFIXES and ".pdf" in SUPPORTED_SUFFIXES
+    assert _reason(tmp_path / "archive", settings) == "unsupported type: gzip archive"
+    assert ".txt" in SUPPORTED_SUFFIXES and ".pdf" in SUPPORTED_SUFFIXES and ".xlsx" in SUPPORTED_SUFFIXES
+
+
+def test_text_starting_like_a_bitmap_is_still_text(tmp_path: Path) -> None:
+    path = tmp_path / "fleet"
+    path.write_text("BMW and Audi cars in the fleet are serviced every spring.\n")
+    assert detect_type(path) == "text"
 
 
 # --- failure reasons that say what is wrong -------------------------------------------------

@@ -133,14 +133,14 @@ def test_broken_links_loops_and_pipes_are_named_and_the_run_completes(settings, 
 
 
 def test_cli_json_lists_every_skipped_file_with_its_reason(tmp_path, docs):
-    (docs / "budget.xlsx").write_bytes(b"PK\x03\x04 not parsed")
-    (docs / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    (docs / "archive.zip").write_bytes(b"PK\x03\x04 not parsed")
+    (docs / "logo.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
     result = _cli(tmp_path / "home", "ingest", str(docs), "--json")
     assert result.returncode == 0, result.stderr
     skipped = {Path(s["path"]).name: s["reason"] for s in json.loads(result.stdout)["skipped"]}
-    assert set(skipped) == {"budget.xlsx", "photo.png"} and all(skipped.values())
+    assert set(skipped) == {"archive.zip", "logo.svg"} and all(skipped.values())
     status = json.loads(_cli(tmp_path / "home", "status", "--json").stdout)
-    assert {Path(s["path"]).name for s in status["skipped"]} == {"budget.xlsx", "photo.png"}
+    assert {Path(s["path"]).name for s in status["skipped"]} == {"archive.zip", "logo.svg"}
 
 
 # --- 7. a file that would exhaust memory costs that file only -----------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 import streamlit as st
 
 from ragkb.errors import BadInput, RagkbError, StoreError
+from ragkb.questions import check_question
 from ui import kbui, sources
 from ui.markup import md
 
@@ -187,7 +188,7 @@ for message in messages:
 question = st.chat_input("Ask a question about your documents", max_chars=settings.max_question_chars)
 if question and question.strip():
     try:
-        question = kbui.check_question(question, settings.max_question_chars)
+        question = check_question(question, settings.max_question_chars)
     except BadInput as exc:  # the box stops at the limit, but a client can send more
         st.error(md(exc))
         st.stop()

@@ -24,7 +24,7 @@ import streamlit as st
 
 from ragkb.client import ServiceClient
 from ragkb.config import Settings
-from ragkb.errors import BadInput, RagkbError, StoreError, TooLarge
+from ragkb.errors import RagkbError, StoreError
 from ragkb.service import discovery
 from ragkb.service.run import SERVICE_TOKEN_ENV, SERVICE_URL_ENV
 from ragkb.users import Identity
@@ -143,17 +143,6 @@ def context() -> Context:
 
 
 # --- questions and documents -------------------------------------------------------------------
-def check_question(question: str, max_chars: int) -> str:
-    """The box stops at the limit, but a client can send more: refused here, before any call
-    (the service checks its own limit too)."""
-    text = question.strip()
-    if not text:
-        raise BadInput("the question is empty")
-    if len(text) > max_chars:
-        raise TooLarge(f"the question is {len(text)} characters long; the limit is {max_chars} (RAGKB_MAX_QUESTION_CHARS)")
-    return text
-
-
 def history(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
     """The conversation so far as the API takes it: each question with its answer (a failed one
     is left out), the latest HISTORY_MESSAGES turns."""

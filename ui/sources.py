@@ -52,6 +52,8 @@ def location(c: Citation) -> str:
         parts.append(f"page {c['page']}")
     if c.get("section"):
         parts.append(f"section “{_short(c['section'], 80)}”")
+    if c.get("ocr"):
+        parts.append("text recognised by OCR from a scan: check it against the original")
     return md(", ".join(parts) or "no page or section recorded")
 
 

@@ -22,7 +22,7 @@ from ragkb.errors import IngestLocked
 from ragkb.ingest import manifest as mf
 from ragkb.ingest.plan import Work, doc_id_for, make_plan
 from ragkb.ingest.scan import Candidate, FileFailure, Skipped, scan
-from ragkb.ingest.workers import ParsePool
+from ragkb.ingest.workers import Chunked, ParsePool
 from ragkb.ingest.writer import Writer
 from ragkb.locks import HomeLock
 from ragkb.parse import Block, ParseError
@@ -50,6 +50,8 @@ class IngestReport:
     deleted: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     failed: list[FileFailure] = field(default_factory=list)
+    # Ingested, but worth a look (e.g. a page whose OCR confidence is low): path + warning.
+    warnings: list[FileFailure] = field(default_factory=list)
     chunks: int = 0
     seconds: float = 0.0
     collection: str = ""
@@ -165,12 +167,14 @@ class Ingestor:
                 report.failed.append(FileFailure(key, str(parsed)))
                 notify(key, "failed")
                 continue
-            batch.append((item, parsed))
+            if parsed is not None:
+                report.warnings.extend(FileFailure(key, warning) for warning in parsed.warnings)
+            batch.append((item, parsed.chunks if parsed is not None else None))
             if len(batch) >= _BATCH_DOCS or sum(len(c or []) for _, c in batch) >= _BATCH_CHUNKS:
                 self._flush(batch, report, notify)
         self._flush(batch, report, notify)
 
-    def _parsed(self, work: list[Work]) -> Iterator[tuple[Work, list[Chunk] | ParseError | None]]:
+    def _parsed(self, work: list[Work]) -> Iterator[tuple[Work, Chunked | ParseError | None]]:
         """Each distinct content is parsed once, in worker processes (`ParsePool`), while this
         process embeds; `None` means "already stored or parsed under another name"."""
         first_of_doc: dict[str, Work] = {}

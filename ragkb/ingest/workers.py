@@ -26,11 +26,20 @@ from typing import Any
 
 from ragkb.chunk import Chunk, chunk_blocks
 from ragkb.config import Settings
-from ragkb.parse import ParseError, parse_file
+from ragkb.parse import ParseError, parse_document
 
 log = logging.getLogger(__name__)
 
-ParseResult = list[Chunk] | ParseError
+@dataclass
+class Chunked:
+    """A parsed file: its chunks, and what the operator should hear about it (low-confidence
+    OCR pages and the like) although it was ingested."""
+
+    chunks: list[Chunk]
+    warnings: list[str]
+
+
+ParseResult = Chunked | ParseError
 
 
 def default_workers() -> int:
@@ -41,7 +50,7 @@ def default_workers() -> int:
 def parse_and_chunk(path: Path, settings: Settings) -> ParseResult:
     """Failures come back as values, so a worker never dies of an ordinary bad file."""
     try:
-        blocks = parse_file(path, settings)
+        parsed = parse_document(path, settings)
     except ParseError as exc:
         return exc
     except MemoryError:
@@ -53,8 +62,8 @@ def parse_and_chunk(path: Path, settings: Settings) -> ParseResult:
             return ParseError(f"out of memory while parsing (over RAGKB_PARSE_MEMORY_MB={settings.parse_memory_mb})")
         log.exception("unexpected parser failure on %s", path)
         return ParseError(f"parser failure: {type(exc).__name__}: {str(exc)[:300]}")
-    chunks = chunk_blocks(blocks, settings.chunk_words, settings.chunk_overlap_words)
-    return chunks or ParseError("no text could be extracted")
+    chunks = chunk_blocks(parsed.blocks, settings.chunk_words, settings.chunk_overlap_words)
+    return Chunked(chunks, parsed.warnings) if chunks else ParseError("no text could be extracted")
 
 
 def _worker_main(conn: Connection, settings: Settings) -> None:

@@ -8,6 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ragkb.answer import Citation
+from ragkb.store.schema import Passage
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -37,33 +40,16 @@ class SearchIn(Strict):
     mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
 
 
-class PassageOut(BaseModel):
-    id: str
-    doc_id: str
-    chunk_index: int
-    source: str
-    page: int | None
-    section: str | None
-    text: str
-    score: float
-    kind: str
-    file_type: str | None
-
-
 class SearchOut(BaseModel):
-    passages: list[PassageOut]
-
-
-class CitationOut(PassageOut):
-    n: int
+    passages: list[Passage]
 
 
 class AskOut(BaseModel):
     answer_id: str
     question: str
     answer: str
-    citations: list[CitationOut]
-    passages: list[CitationOut]
+    citations: list[Citation]
+    passages: list[Citation]
     backend: str
     timings_ms: dict[str, float]
     flagged: bool

@@ -30,6 +30,7 @@ TEXT = "text"
 PAGE = "page"
 SECTION = "section"
 KIND = "kind"
+OCR = "ocr"  # the text was recognised from an image (a scan): citations say so
 ACL = "acl"  # union of the locations' ACLs: what the access filter matches
 LOCATIONS = "locations"  # [{path, dirs, acl}] one per path holding this content
 FILE_TYPE = "file_type"  # [type]: a list so facet filters match with MatchAny
@@ -73,9 +74,9 @@ def doc_payload(locations: list[Location], doc_type: str) -> dict[str, Any]:
 
 
 def chunk_payload(
-    doc_id: str, index: int, text: str, page: int | None, section: str | None, kind: str, shared: dict[str, Any]
+    doc_id: str, index: int, text: str, page: int | None, section: str | None, kind: str, shared: dict[str, Any], ocr: bool = False
 ) -> dict[str, Any]:
-    return {DOC_ID: doc_id, CHUNK_INDEX: index, TEXT: text, PAGE: page, SECTION: section, KIND: kind, **shared}
+    return {DOC_ID: doc_id, CHUNK_INDEX: index, TEXT: text, PAGE: page, SECTION: section, KIND: kind, OCR: ocr, **shared}
 
 
 @dataclass
@@ -92,6 +93,7 @@ class Passage:
     score: float
     kind: str
     file_type: str | None
+    ocr: bool = False
 
 
 def passage(point_id_: str, score: float, payload: dict[str, Any], groups: list[str] | None, settings: Settings) -> Passage:
@@ -107,6 +109,7 @@ def passage(point_id_: str, score: float, payload: dict[str, Any], groups: list[
         score=float(score),
         kind=payload.get(KIND, "text"),
         file_type=(payload.get(FILE_TYPE) or [None])[0],
+        ocr=bool(payload.get(OCR, False)),
     )
 
 

@@ -20,7 +20,8 @@ from fastapi.responses import StreamingResponse
 
 from ragkb.answer import AnswerEvent, Answerer, AnswerResult
 from ragkb.errors import BadInput, NotFound, RagkbError
-from ragkb.retrieve import Filters, Retriever, check_question
+from ragkb.questions import check_question
+from ragkb.retrieve import Filters, Retriever
 from ragkb.service.app import ServiceContext, caller, context, error_body
 from ragkb.service.auth import Caller
 from ragkb.service.schemas import AskIn, AskOut, ChatIn, ErrorOut, FeedbackIn, SearchIn, SearchOut

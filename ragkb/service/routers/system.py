@@ -35,7 +35,7 @@ def status(request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
     ctx = context(request)
     info = collect_status(ctx.runtime)
     if not who.identity.is_admin:  # file paths and failure reasons are for admins
-        info = {k: v for k, v in info.items() if k not in ("failed", "skipped", "last_run", "home", "config_file", "qdrant")}
+        info = {k: v for k, v in info.items() if k not in ("failed", "skipped", "warnings", "last_run", "home", "config_file", "qdrant")}
     info["service"] = {"uptime_s": round(time.time() - ctx.started_at, 1), "ready": ctx.ready.is_set(), "ingest_jobs_queued": ctx.jobs.pending()}
     return info
 
