@@ -34,7 +34,7 @@ from ragkb.config import Settings
 from ragkb.eval.beir import load_beir
 from ragkb.eval.metrics import evaluate_run, max_pool
 from ragkb.weights import load_embedder
-from ragkb.store import Store, schema
+from ragkb.store import open_store, schema
 from ragkb.store.schema import DENSE
 
 DEPTH = 200
@@ -107,7 +107,7 @@ def main() -> int:
     train, test = load_beir(args.dataset, "train"), load_beir(args.dataset, "test")
     settings = Settings(home=args.home.resolve(), chunk_words=100_000)
     embedder = load_embedder(settings)
-    store = Store(settings, args.collection)
+    store = open_store(settings, args.collection)
     docs = {i: f"{t} {x}".strip() for i, t, x in train.records()}
     print(f"dense lists for {len(train.queries)} train + {len(test.queries)} test queries", file=sys.stderr)
     dense = {"train": ranked_dense(store, embedder, train.queries), "test": ranked_dense(store, embedder, test.queries)}

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     home: Path = Path(".ragkb")
     collection: str = "ragkb"
     qdrant_url: str | None = None
+    # Without a URL: Qdrant's engine in-process (edge), or qdrant-client's local mode (local;
+    # brute force in Python, for small bases and as the reference in tests).
+    embedded_store: Literal["edge", "local"] = "edge"
     qdrant_api_key: SecretStr | None = None
     # Only honoured when a server creates the collection (scale-out on a Qdrant cluster).
     shard_number: int = 1
@@ -110,9 +113,9 @@ class Settings(BaseSettings):
     gguf_path: Path | None = None
     llm_timeout_s: float = 120.0
     max_answer_tokens: int = 400
-    # Extractive answers (ragkb.extractive): "I don't know" below this sentence score; calibrated
-    # on PolicyQA dev with unanswerable questions (eval/RESULTS.md).
-    extractive_min_score: float = 0.35
+    # Extractive answers (ragkb.extractive): "I don't know" when no sentence scores this much;
+    # calibrated on PolicyQA dev to abstain on 90% of unanswerable questions (eval/RESULTS.md).
+    extractive_min_score: float = 0.42
 
     # --- access control & audit --------------------------------------------------------------
     acl_default: Literal["public", "deny"] = "public"

@@ -64,13 +64,13 @@ class Runtime:
 
     @cached_property
     def store(self) -> Store:
-        from ragkb.store import Store
+        from ragkb.store import open_store
 
         shared = self._shared("store")
         if shared is not None:
             return shared
         with self._build:
-            return Store(self.settings, self.collection, wait_s=self.store_wait_s)
+            return open_store(self.settings, self.collection, wait_s=self.store_wait_s)
 
     @cached_property
     def embedder(self) -> Embedder:

@@ -6,14 +6,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from qdrant_client import models
 
 from conftest import assert_consistent, make_bad_files, stored_payloads
 from ragkb.config import Settings
 from ragkb.errors import IngestLocked
 from ragkb.ingest import ingest_lock
 from ragkb.ingest import manifest as mf
-from ragkb.store import Store, schema
+from ragkb.sparse import document_vector
+from ragkb.store import NewPoint, Store, schema
 from ragkb.weights import Embedder
 
 
@@ -184,12 +184,10 @@ def test_partial_and_orphaned_documents_are_cleaned_up(settings, runtimes, docs)
     with ingestor.manifest.transaction():
         ingestor.manifest.put_doc(victim.doc_id, mf.WRITING, victim.chunks)  # killed mid-upsert
         ingestor.manifest.put_doc("f" * 32, mf.READY, 1)  # killed before its source row was written
-    orphan = next(iter(store.client.retrieve(store.collection, ids=[_first_id(store)], with_vectors=True)))
-    store.client.upsert(store.collection, [models.PointStruct(id="00000000-0000-0000-0000-000000000001", vector=orphan.vector, payload={**orphan.payload, "doc_id": "f" * 32})])
+    orphan = {**next(store.scroll()).payload, "doc_id": "f" * 32}  # points of a doc never journaled ready
+    vector = runtimes.embedder.encode_documents([orphan["text"]])[0].tolist()
+    store.upsert([NewPoint("00000000-0000-0000-0000-000000000001", vector, document_vector(orphan["text"]), orphan)])
     report = ingestor.run([docs])
     assert report.added == 0 and report.updated == 1  # the partial doc is rebuilt
     assert_consistent(ingestor)
 
-
-def _first_id(store: Store) -> str:
-    return next(store.scroll()).id

@@ -1,10 +1,8 @@
-"""The Qdrant collection through qdrant-client: a server by URL, or qdrant-client's embedded
-(path) mode. One schema (`ragkb.store.schema`): dense + BM25 sparse vectors, payload indexes,
-the reader's filter inside every prefetch.
-
-The embedded folder can be open in one process only. ragkb takes its own lock on it
-(`RAGKB_HOME/store.lock`) before the client opens the folder, waits for it a bounded time, and
-then says the base is busy (exit 75) instead of crashing in the client.
+"""The Qdrant collection through qdrant-client: a server by URL (the production store), or
+qdrant-client's own local mode (`RAGKB_EMBEDDED_STORE=local`, a Python re-implementation kept
+for small bases and as the reference the embedded engine is tested against). One schema
+(`ragkb.store.schema`): dense + BM25 sparse vectors, payload indexes, the reader's filter
+inside every prefetch. The caller (`ragkb.store.open_store`) holds ragkb's lock for local mode.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from qdrant_client import QdrantClient, models
 
 from ragkb.config import Settings
 from ragkb.errors import StoreError
-from ragkb.locks import HomeLock
 from ragkb.store.schema import DENSE, INDEXED_KEYWORDS, SPARSE, SearchMode, doc_filter
 
 log = logging.getLogger(__name__)
@@ -64,26 +61,16 @@ def open_client(settings: Settings) -> QdrantClient:
         raise StoreError(f"embedded Qdrant at {settings.qdrant_path} is open in another process") from exc
 
 
-class Store:
-    """One collection. `wait_s` bounds how long opening waits for another process that holds
-    the embedded store (a writer waits long, a reader briefly); a server needs no lock."""
+class QdrantStore:
+    """One collection through qdrant-client."""
 
-    def __init__(self, settings: Settings, collection: str | None = None, wait_s: float | None = None) -> None:
+    def __init__(self, settings: Settings, collection: str | None = None) -> None:
         self.settings = settings
         self.collection = collection or settings.collection
-        self._lock: HomeLock | None = None
-        if not settings.qdrant_url:
-            self._lock = HomeLock(settings.home / "store.lock", "the embedded store")
-            self._lock.acquire(settings.store_read_wait_s if wait_s is None else wait_s)
-        try:
-            client = open_client(settings)
-            # qdrant-client's embedded mode is plain Python and not safe for a query racing an
-            # upsert from another thread (UI sessions, API workers): serialise its calls.
-            self.client = client if settings.qdrant_url else _Serialized(client)
-        except BaseException:
-            if self._lock is not None:
-                self._lock.release()
-            raise
+        client = open_client(settings)
+        # qdrant-client's local mode is plain Python and not safe for a query racing an upsert
+        # from another thread (UI sessions, API workers): serialise its calls.
+        self.client = client if settings.qdrant_url else _Serialized(client)
 
     # --- schema ------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -197,12 +184,12 @@ class Store:
             )
         return [Hit(str(p.id), float(p.score), p.payload or {}) for p in response.points]
 
+    def optimize(self) -> bool:
+        """A server and local mode index by themselves: nothing to do."""
+        return False
+
     def close(self) -> None:
-        try:
-            self.client.close()
-        finally:
-            if self._lock is not None:
-                self._lock.release()
+        self.client.close()
 
 
 class _Serialized:
