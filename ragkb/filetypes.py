@@ -17,7 +17,7 @@ from pathlib import Path
 from ragkb.charsets import detect_encoding
 from ragkb.containers import sniff_ole, sniff_zip, zip_bomb_reason
 
-__all__ = ["SUPPORTED_SUFFIXES", "NotRegularFile", "detect_type", "file_kind", "looks_textual", "read_bytes",
+__all__ = ["DOC_TYPES", "SUPPORTED_SUFFIXES", "NotRegularFile", "detect_type", "file_kind", "looks_textual", "read_bytes",
            "unsupported_reason", "zip_bomb_reason"]  # fmt: skip
 
 # extension -> document type; SUPPORTED_SUFFIXES is what the UI offers for upload
@@ -33,6 +33,8 @@ _BY_SUFFIX: dict[str, str] = {
     ".xml": "xml", ".json": "json", ".ndjson": "json", ".jsonl": "json",
 }  # fmt: skip
 SUPPORTED_SUFFIXES = frozenset(_BY_SUFFIX)
+# The document types as stored in a chunk's `file_type` (the UI's type filter offers these).
+DOC_TYPES = tuple(sorted(set(_BY_SUFFIX.values())))
 # Suffixes whose content is checked even though the name is known: Word saves RTF and HTML as
 # .doc, and a .doc/.ppt/.xls is often an Office Open XML file with the old name.
 _CONTENT_DECIDES = frozenset({".doc", ".xls", ".ppt"})

@@ -16,6 +16,7 @@ from typing import Any
 import streamlit as st
 
 from ragkb.errors import BadInput, RagkbError, StoreError
+from ragkb.filetypes import DOC_TYPES
 from ragkb.questions import check_question
 from ui import kbui, sources
 from ui.markup import md
@@ -34,7 +35,7 @@ with st.sidebar:
     st.subheader("Search")
     top_k = st.slider("Passages to use (top-k)", min_value=1, max_value=20, value=min(max(settings.top_k, 1), 20), key="top_k")
     file_types = st.multiselect(
-        "Document type", kbui.DOC_TYPES, key="file_types", placeholder="All types", help="Only cite documents of these types"
+        "Document type", DOC_TYPES, key="file_types", placeholder="All types", help="Only cite documents of these types"
     )
     folder = st.selectbox(
         "Folder",

@@ -30,8 +30,6 @@ from ragkb.service.run import SERVICE_TOKEN_ENV, SERVICE_URL_ENV
 from ragkb.users import Identity
 from ui.markup import md
 
-# Document types as ingest stores them in the `file_type` payload (ragkb.parse).
-DOC_TYPES = ("pdf", "docx", "pptx", "html", "md", "text", "email")
 STATUS_TTL_S = 60  # the answer backend (and why) is re-read this often: a new server shows up
 HISTORY_MESSAGES = 20  # earlier turns sent with a question, so follow-ups are understood
 
