@@ -178,6 +178,7 @@ def child(backend: str, size: int, queries: int, workdir: Path, out: Path) -> No
         shutil.rmtree(home)
     settings = Settings(home=home, collection=COLLECTION)
     result: dict[str, Any] = {"backend": backend, "size": size, "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
+    began = time.perf_counter()
 
     def save() -> None:
         result["peak_rss_mb"] = peak_rss_mb()
@@ -213,7 +214,11 @@ def child(backend: str, size: int, queries: int, workdir: Path, out: Path) -> No
     result["rss_serving_mb"] = rss_mb()
     save()
     if backend == "edge":
+        # If the parent kills this child during optimize, these two say how far it got.
+        result.update(phase="optimize", optimize_started_s=round(time.perf_counter() - began, 1))
+        save()
         result["optimize"] = optimize_under_queries(store, settings, qs)
+        result["phase"] = "after optimize"
         save()
         result["after_optimize"] = run_queries(store, settings, qs)
         store.close()
@@ -280,8 +285,9 @@ def table(results: list[dict[str, Any]]) -> str:
         if "after_optimize" in r:
             o = r["optimize"]
             rows.append(f"| edge, after optimize ({o['seconds']} s; a concurrent query waited up to {o['max_query_wait_s']} s) | {r['size']:,} | | {r['open_after_optimize_s']} | | {r['disk_after_optimize_mb']} | " + " | ".join(cells(r["after_optimize"])) + " | |")
-        elif "optimize" in r:
-            rows.append(f"| edge, optimize | {r['size']:,} | | | | | {r['optimize']} |||| |")
+        elif r.get("phase") == "optimize" and "error" in r:
+            ran = round(r["wall_s"] - r["optimize_started_s"]) if "optimize_started_s" in r and "wall_s" in r else "?"
+            rows.append(f"| edge, optimize did not finish ({r['error']}; it had run {ran} s) | {r['size']:,} | | | | | not measured |||| |")
     return "\n".join(rows)
 
 
@@ -309,12 +315,21 @@ def main() -> int:
     parser.add_argument("--timeout-min", type=float, default=40.0, help="a child that runs longer is killed; its partial results are kept")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ragkb-store-bench"))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "store_bench.json")
+    parser.add_argument("--render", action="store_true", help="only recompute the table and ratios of --out")
     parser.add_argument("--resume", action="store_true", help="reuse the finished runs' results left in --workdir by an interrupted run")
     parser.add_argument("--child", nargs=4, metavar=("BACKEND", "SIZE", "QUERIES", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         backend, size, queries, out = args.child
         child(backend, int(size), int(queries), args.workdir, Path(out))
+        return 0
+
+    if args.render:
+        report = json.loads(args.out.read_text())
+        report["ratios"] = ratios(report["results"])
+        report["table"] = table(report["results"])
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        print(report["table"])
         return 0
 
     import qdrant_client

@@ -1,23 +1,34 @@
-"""Prompt, stream and check citations: the answer may only cite passages it was given.
+"""Question (and conversation) -> retrieval -> an answer whose citations can be trusted.
 
-The post-check is what makes a small local model usable: a citation number outside the
-context is removed rather than shown as if it were a source, and an answer left with no valid
-citation is flagged so the UI and CLI can say so.
+1. A follow-up question is made standalone before retrieval (ragkb.conversation): by the model
+   when one that follows instructions answers, otherwise from the previous question's terms.
+2. The answer comes from the backend (ragkb.llm): `extractive` quotes the best sentences of the
+   passages (ragkb.extractive), `none` lists the passages, a language model writes one.
+3. A written answer goes through the guards (ragkb.guards) whatever model wrote it: the stream
+   stops at the first repeated sentence, list markers are not citations, a citation stays only
+   where the cited passage supports the sentence. A small base model (`instruction_tuned` False)
+   keeps only supported sentences that answer the question; if none is left it says it does not
+   know, so its text is never shown as a cited answer.
+
+`flagged` means exactly: the answer shown makes claims and no sentence of it is supported by the
+passage it cites (or generation failed). An answer that is not flagged has at least one cited
+sentence and every citation shown is supported by its passage; "I don't know" is not flagged.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ragkb import extractive
+from ragkb.conversation import check_history, condense
 from ragkb.errors import LLMError
-from ragkb.llm import Generator
+from ragkb.guards import LoopGuard, check_answer, render
+from ragkb.llm import Generator, generator_kind
 from ragkb.retrieve import Filters, Passage, Retriever, check_question
 from ragkb.runtime import Runtime
-from ragkb.sparse import tokenize
 
 SYSTEM_PROMPT = """Answer the question using ONLY the numbered passages.
 - Use only facts stated in the passages; no outside knowledge.
@@ -27,14 +38,11 @@ SYSTEM_PROMPT = """Answer the question using ONLY the numbered passages.
 - Answer in one to three sentences."""
 
 # A 270M base model cannot follow rules, but it can copy: asked to copy the best sentence it
-# stays close to the passages, and `attribute_citations` then finds which passage it copied.
+# stays close to the passages, and the guards then check which passage it copied.
 BASE_MODEL_PROMPT = "Copy the sentence from the passages that best answers the question, then the passage number in brackets, like: <sentence> [2]"
 
-NO_ANSWER = "I don't know based on the available documents."
-_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
-# Share of a sentence's content words that must appear in one passage to cite it on the model's behalf.
-SUPPORT_THRESHOLD = 0.6
+NO_ANSWER = extractive.NO_ANSWER
+NOT_SUPPORTED = "the answer cites none of the retrieved passages: check it against the sources"
 
 
 @dataclass
@@ -54,6 +62,10 @@ class AnswerResult:
     timings_ms: dict[str, float]
     flagged: bool = False
     warnings: list[str] = field(default_factory=list)
+    # What retrieval searched for: the question itself, or a follow-up made standalone.
+    standalone_question: str = ""
+    # Why this backend answers (ragkb.llm.backend_report's reason), for the UI and the API.
+    backend_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,54 +99,24 @@ def build_prompt(question: str, passages: list[Passage], labels: bool = True) ->
     return f"Passages:\n{context}\n\nQuestion: {question}\nAnswer:"
 
 
-def check_citations(answer: str, count: int) -> tuple[str, list[int], list[str]]:
-    """Drop citation numbers that do not refer to a passage in the context."""
-    cited: list[int] = []
-    invalid: list[int] = []
-
-    def replace(match: re.Match[str]) -> str:
-        numbers = [int(x) for x in match.group(1).split(",")]
-        valid = [n for n in numbers if 1 <= n <= count]
-        invalid.extend(n for n in numbers if not 1 <= n <= count)
-        cited.extend(n for n in valid if n not in cited)
-        return "".join(f"[{n}]" for n in valid)
-
-    cleaned = _CITATION.sub(replace, answer)
-    warnings = [f"removed citation [{n}]: no such passage in the context" for n in invalid]
-    return re.sub(r"[ \t]+([.,;:])", r"\1", cleaned).strip(), cited, warnings
-
-
-def attribute_citations(answer: str, passages: list[Passage]) -> tuple[str, list[str]]:
-    """Cite, for a sentence the model left uncited, the passage that contains most of its words.
-
-    Only sentences whose content words are largely found in one passage get a citation, so a
-    sentence the model made up stays uncited and the answer is still flagged.
-    """
-    if not passages:
-        return answer, []
-    passage_terms = [set(tokenize(p.text)) for p in passages]
-    out: list[str] = []
-    added: list[int] = []
-    for sentence in _SENTENCE.split(answer.strip()):
-        terms = set(tokenize(sentence))
-        if _CITATION.search(sentence) or len(terms) < 3:
-            out.append(sentence)
-            continue
-        support = [len(terms & pt) / len(terms) for pt in passage_terms]
-        best = max(range(len(support)), key=support.__getitem__)
-        if support[best] >= SUPPORT_THRESHOLD:
-            stripped = sentence.rstrip()
-            end = stripped[-1] if stripped[-1] in ".!?" else ""
-            out.append(f"{stripped[: len(stripped) - len(end)]} [{best + 1}]{end}")
-            added.append(best + 1)
-        else:
-            out.append(sentence)
-    notes = [f"citation [{n}] added by ragkb: the sentence's words match that passage" for n in sorted(set(added))]
-    return " ".join(out), notes
-
-
 def _citation(n: int, passage: Passage) -> Citation:
     return Citation(**{**passage.__dict__, "score": round(passage.score, 4)}, n=n)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+def _says_no_answer(text: str) -> bool:
+    return " ".join(text.lower().split()).startswith(("i don't know", "i do not know", "i don’t know"))
+
+
+@dataclass
+class _Outcome:
+    answer: str
+    cited: list[int]
+    flagged: bool = False
+    warnings: list[str] = field(default_factory=list)
 
 
 class Answerer:
@@ -153,57 +135,130 @@ class Answerer:
         groups: list[str] | None = None,
         top_k: int | None = None,
         filters: Filters | None = None,
+        history: list[dict[str, str]] | None = None,
     ) -> Iterator[AnswerEvent]:
         question = check_question(question, self.settings.max_question_chars)
+        messages = check_history(history)
         load_ms = self.retriever.warm_up()
         started = time.perf_counter()
-        retrieval = self.retriever.retrieve(question, top_k=top_k, groups=groups, filters=filters)
+        generator = self.generator
+        kind = generator_kind(generator)
+        timings: dict[str, float] = {"load_models": load_ms} if load_ms >= 1 else {}
+        warnings: list[str] = []
+
+        standalone = question
+        if messages:
+            condense_started = time.perf_counter()
+            writer = generator if kind == "llm" and generator.instruction_tuned else None
+            standalone, _, notes = condense(question, messages, writer, self.runtime.embedder)
+            standalone = check_question(standalone[: self.settings.max_question_chars], self.settings.max_question_chars)
+            warnings.extend(notes)
+            timings["condense"] = _ms(condense_started)
+
+        retrieval = self.retriever.retrieve(standalone, top_k=top_k, groups=groups, filters=filters)
         passages = retrieval.passages
         context = [_citation(n, p) for n, p in enumerate(passages, start=1)]
         yield AnswerEvent("passages", passages=context)
-        timings = {"load_models": load_ms, **retrieval.timings_ms} if load_ms >= 1 else dict(retrieval.timings_ms)
-        warnings: list[str] = []
-        generator = self.generator
+        timings.update(retrieval.timings_ms)
+
         if not passages:
-            raw = NO_ANSWER
-        elif generator.name == "none":
-            raw = "No language model is configured; the most relevant passages are:\n" + "\n".join(
+            outcome = _Outcome(NO_ANSWER, [])
+        elif kind == "none":
+            text = "No language model is configured; the most relevant passages are:\n" + "\n".join(
                 f"[{c.n}] {c.text[:300]}" for c in context
             )
+            outcome = _Outcome(text, [c.n for c in context])
+        elif kind == "extractive":
+            select_started = time.perf_counter()
+            selection = extractive.select(standalone, passages, self.runtime.embedder, self.settings.extractive_min_score)
+            timings["select"] = _ms(select_started)
+            outcome = _Outcome(selection.answer, selection.cited)
+            yield AnswerEvent("token", text=selection.answer)
         else:
-            gen_started = time.perf_counter()
-            pieces: list[str] = []
-            try:
-                system = SYSTEM_PROMPT if generator.instruction_tuned else BASE_MODEL_PROMPT
-                prompt = build_prompt(question, passages, labels=generator.instruction_tuned)
-                for piece in generator.stream(system, prompt):
-                    pieces.append(piece)
-                    yield AnswerEvent("token", text=piece)
-            except LLMError as exc:
-                warnings.append(str(exc))
-            timings["generate"] = round((time.perf_counter() - gen_started) * 1000, 1)
-            raw = "".join(pieces).strip()
-        answer, cited, citation_warnings = check_citations(raw, len(context))
-        warnings.extend(citation_warnings)
-        if answer and answer != NO_ANSWER and generator.name != "none":
-            answer, notes = attribute_citations(answer, passages)
-            warnings.extend(notes)
-            answer, cited, _ = check_citations(answer, len(context))
-        flagged = bool(passages) and not cited and answer != NO_ANSWER
-        if flagged:
-            warnings.append("the answer cites none of the retrieved passages: check it against the sources")
-        timings["total"] = round((time.perf_counter() - started) * 1000, 1)
-        result = AnswerResult(
-            question=question,
-            answer=answer,
-            citations=[context[n - 1] for n in cited],
-            passages=context,
-            backend=generator.name,
-            timings_ms=timings,
-            flagged=flagged,
-            warnings=warnings,
+            outcome = yield from self._generate(generator, standalone, passages, timings)
+        warnings.extend(outcome.warnings)
+        timings["total"] = _ms(started)
+        yield AnswerEvent(
+            "done",
+            result=AnswerResult(
+                question=question,
+                answer=outcome.answer,
+                citations=[context[n - 1] for n in outcome.cited],
+                passages=context,
+                backend=generator.name,
+                timings_ms=timings,
+                flagged=outcome.flagged,
+                warnings=warnings,
+                standalone_question=standalone,
+                backend_reason=getattr(generator, "reason", "") or "",
+            ),
         )
-        yield AnswerEvent("done", result=result)
+
+    def _generate(
+        self, generator: Generator, question: str, passages: list[Passage], timings: dict[str, float]
+    ) -> Iterator[AnswerEvent]:
+        """Stream a model's answer (a base model's only once checked) and apply the guards."""
+        tuned = generator.instruction_tuned
+        warnings: list[str] = []
+        guard = LoopGuard()
+        failed = False
+        started = time.perf_counter()
+        pieces = generator.stream(
+            SYSTEM_PROMPT if tuned else BASE_MODEL_PROMPT, build_prompt(question, passages, labels=tuned)
+        )
+        try:
+            for piece in pieces:
+                stop = guard.feed(piece)
+                if tuned:
+                    yield AnswerEvent("token", text=piece)
+                if stop:
+                    warnings.append("the model repeated itself: its answer was cut at the first repetition")
+                    break
+        except LLMError as exc:
+            warnings.append(str(exc))
+            failed = True
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+        timings["generate"] = _ms(started)
+        raw = guard.kept.strip()
+
+        if _says_no_answer(raw):
+            return _Outcome(NO_ANSWER, [], warnings=warnings)
+        checked = check_answer(raw, passages, strict=not tuned, question=question)
+        warnings.extend(checked.warnings)
+        if failed and not checked.sentences:
+            return _Outcome(checked.answer, checked.cited, flagged=True, warnings=warnings)
+        if not checked.sentences:
+            shown = f" ({raw[:80]!r})" if raw else ""
+            warnings.append(f"the model's answer had no content{shown}; nothing to show but the passages")
+            return _Outcome(NO_ANSWER, [], warnings=warnings)
+        if tuned:
+            if not checked.supported:
+                return _Outcome(checked.answer, checked.cited, flagged=True, warnings=[*warnings, NOT_SUPPORTED])
+            if checked.unsupported:
+                quoted = "; ".join(f'"{s[:80]}"' for s in checked.unsupported)
+                warnings.append(f"not supported by any passage, check against the sources: {quoted}")
+            return _Outcome(checked.answer, checked.cited, flagged=failed, warnings=warnings)
+
+        # A small base model: keep its supported sentences that answer the question, or nothing.
+        kept = checked.kept
+        if kept:
+            config = extractive.SelectorConfig(min_score=self.settings.extractive_min_score)
+            claims = [(claim, numbers[0] - 1) for claim, numbers in kept]
+            scores = extractive.relevance(question, claims, passages, self.runtime.embedder, config)
+            relevant = [k for k, score in zip(kept, scores) if score >= config.min_score]
+            if len(relevant) < len(kept):
+                warnings.append(f"removed {len(kept) - len(relevant)} cited sentence(s) that do not answer the question")
+            kept = relevant
+        if not kept:
+            warnings.append(f"the model's answer was withheld: no sentence of it is supported by a passage and answers the question ({raw[:120]!r})")
+            return _Outcome(NO_ANSWER, [], flagged=failed, warnings=warnings)
+        answer = render(kept)
+        cited = list(dict.fromkeys(n for _, numbers in kept for n in numbers))
+        yield AnswerEvent("token", text=answer)
+        return _Outcome(answer, cited, flagged=failed, warnings=warnings)
 
     def ask(self, question: str, **kwargs: Any) -> AnswerResult:
         for event in self.stream(question, **kwargs):

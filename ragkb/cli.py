@@ -244,6 +244,9 @@ def eval_command(ctx: typer.Context) -> None:
     eval_app(ctx.args, prog_name="ragkb eval")
 
 
+from ragkb.chat_cli import chat; app.command("chat")(chat)  # noqa: E402,E702 - `ragkb chat` (ragkb/chat_cli.py)
+
+
 def main() -> None:
     app()
 

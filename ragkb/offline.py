@@ -37,6 +37,10 @@ _FLAGS: dict[str, str] = {
     # wheel reads that one (the 1.32 wheel reads ORT_DISABLE_TELEMETRY).
     "ORT_DISABLE_TELEMETRY": "1",
     "ORT_TELEMETRY_DISABLED": "1",
+    # OpenVINO's Python telemetry (openvino-telemetry: Google Analytics on `import openvino`, a
+    # client id under ~/intel) has no opt-out variable (only CI=true, which would change other
+    # tools): ragkb.embedding makes `import openvino_telemetry` fail, so openvino uses its stub.
+    # Nothing to set for it here.
     "TOKENIZERS_PARALLELISM": "false",
     # Not egress, but progress bars from model loading would garble ragkb's own output.
     "TRANSFORMERS_VERBOSITY": "error",

@@ -76,7 +76,7 @@ class Runtime:
     def embedder(self) -> Embedder:
         from ragkb.weights import load_embedder
 
-        shared = self._shared("embedder", "embed_model", "query_prefix")
+        shared = self._shared("embedder", "embed_model", "query_prefix", "embed_backend", "device")
         if shared is not None:
             return shared
         with self._build:

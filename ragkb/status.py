@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragkb.config import config_path
+from ragkb.config import Settings, config_path
 from ragkb.ingest import manifest as mf
 from ragkb.llm import backend_report
 from ragkb.runtime import Runtime
-from ragkb.weights import embedding_choice, reranker_choice
+from ragkb.weights import embedding_choice, embedding_runtime_choice, reranker_choice
 
 
 def collect_status(runtime: Runtime) -> dict[str, Any]:
@@ -23,12 +23,13 @@ def collect_status(runtime: Runtime) -> dict[str, Any]:
         "home": str(settings.home),
         "config_file": str(config) if config else "none (defaults and RAGKB_* variables)",
         "collection": runtime.collection,
-        "qdrant": settings.qdrant_url or f"embedded at {settings.qdrant_path}",
+        "qdrant": settings.qdrant_url or _embedded(settings),
         "documents": sum(row.status == mf.OK for row in rows),
         "failed_documents": sum(row.status == mf.FAILED for row in rows),
         "chunks": runtime.store.count(),
         "chunks_in_manifest": runtime.manifest.total_chunks(),
         "embedding_model": embed.reason if embed.available else f"unavailable: {embed.reason}",
+        "embedding_runtime": _runtime(settings),
         "reranker": rerank.reason,
         "llm": backend_report(settings),
         "last_run": last_run,
@@ -36,3 +37,15 @@ def collect_status(runtime: Runtime) -> dict[str, Any]:
         "skipped": summary.get("skipped", []) if isinstance(summary.get("skipped"), list) else [],
         "warnings": summary.get("warnings", []),
     }
+
+
+def _embedded(settings: Settings) -> str:
+    if settings.embedded_store == "local":
+        return f"embedded (qdrant-client local mode) at {settings.qdrant_path}"
+    return f"embedded (Qdrant engine, qdrant-edge) at {settings.home / 'edge'}"
+
+
+def _runtime(settings: Settings) -> str:
+    choice = embedding_runtime_choice(settings)
+    where = f"{choice.backend} on {choice.device}" if choice.backend else "unavailable"
+    return f"{where}: {choice.reason}"

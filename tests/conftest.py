@@ -18,6 +18,10 @@ for _key in [k for k in os.environ if k.startswith("RAGKB_")]:
 _EMPTY_CONFIG = Path(tempfile.mkdtemp(prefix="ragkb-tests-")) / "ragkb.toml"
 _EMPTY_CONFIG.write_text("")
 os.environ["RAGKB_CONFIG"] = str(_EMPTY_CONFIG)
+# Tests start many processes, each with a fresh RAGKB_HOME: the default runtime (OpenVINO) would
+# convert the model once per home. They embed with torch; tests/test_weights.py and the
+# no-egress run cover the default runtime.
+os.environ["RAGKB_EMBED_BACKEND"] = "torch"
 
 from collections import Counter  # noqa: E402
 

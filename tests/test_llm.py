@@ -25,7 +25,8 @@ from openai_server import OpenAIServer
 from pydantic import SecretStr
 
 from ragkb.config import Settings
-from ragkb.llm import LLMError, backend_report, resolve_backend
+from ragkb.llm import LLMError, backend_report, generator_kind, resolve_backend
+from ragkb.llm.choice import EXTRACTIVE
 from ragkb.weights import gguf_choice
 
 REPLY = "Employees receive 25 days of paid vacation per year [1]."
@@ -225,44 +226,110 @@ def test_a_bare_host_port_means_http(ollama_server: OllamaServer, tmp_path: Path
     assert backend_report(settings)["reason"] == f"Ollama at {ollama_server.url} serves llama3.2:3b"
 
 
-def test_auto_falls_back_to_llamacpp_when_ollama_is_unreachable(closed_url: str, model_home: Path) -> None:
+def test_auto_falls_back_to_extractive_when_ollama_is_unreachable(closed_url: str, model_home: Path) -> None:
     settings = Settings(home=model_home, llm_backend="auto", ollama_url=closed_url)
 
     started = time.perf_counter()
     generator = resolve_backend(settings)
     report = backend_report(settings)
 
-    assert generator.name == "llamacpp:gemma-3-270m-q4_k_m.gguf"
+    assert generator.name == "extractive"
     assert report["backend"] == generator.name
     assert report["reason"] == (
-        f"cannot reach Ollama at {closed_url} (connection refused); start it or set RAGKB_OLLAMA_URL; "
-        "embedded llama.cpp with packaged Gemma 3 270M Q4_K_M"
+        f"cannot reach Ollama at {closed_url} (connection refused); start it or set RAGKB_OLLAMA_URL; {EXTRACTIVE}"
     )
-    assert time.perf_counter() - started < 10, "choosing a backend must not load the model"
+    assert generator.reason == report["reason"]  # shown with every answer
+    assert time.perf_counter() - started < 10, "choosing a backend must not load a model"
 
 
 def test_auto_falls_back_when_ollama_lacks_the_model(model_home: Path) -> None:
     with OllamaServer(models=["qwen2.5:0.5b"]) as server:
         settings = Settings(home=model_home, llm_backend="auto", ollama_url=server.url, llm_model="llama3.2:3b")
         report = backend_report(settings)
-    assert report["backend"] == "llamacpp:gemma-3-270m-q4_k_m.gguf"
+    assert report["backend"] == "extractive"
     assert report["reason"].startswith(
         f"Ollama at {server.url} has no model 'llama3.2:3b' (run `ollama pull llama3.2:3b`)"
     )
 
 
-def test_auto_picks_none_when_nothing_can_generate(closed_url: str, tmp_path: Path) -> None:
-    missing = tmp_path / "missing.gguf"
-    settings = Settings(home=tmp_path, llm_backend="auto", ollama_url=closed_url, gguf_path=missing)
+def test_auto_uses_a_configured_openai_server_when_ollama_is_down(closed_url: str, tmp_path: Path) -> None:
+    with OpenAIServer(lambda messages: REPLY, api_key="k") as server:
+        settings = Settings(
+            home=tmp_path, llm_backend="auto", ollama_url=closed_url, openai_url=server.url, openai_api_key=SecretStr("k")
+        )
+        generator = resolve_backend(settings)
+        report = backend_report(settings)
+        streamed = "".join(generator.stream(SYSTEM, USER))
+    assert generator.name == f"openai:llama3.2:3b@{server.url}" and report["backend"] == generator.name
+    assert report["reason"].startswith(f"cannot reach Ollama at {closed_url}")
+    assert report["reason"].endswith(f"OpenAI-compatible server at {server.url} answers")
+    assert streamed == REPLY
 
+
+def test_auto_says_why_neither_server_answers(closed_url: str, tmp_path: Path) -> None:
+    with OpenAIServer(api_key="right") as server:
+        settings = Settings(
+            home=tmp_path, llm_backend="auto", ollama_url=closed_url, openai_url=server.url,
+            openai_api_key=SecretStr("wrong"),
+        )  # fmt: skip
+        report = backend_report(settings)
+    assert report["backend"] == "extractive"
+    assert f"cannot reach Ollama at {closed_url}" in report["reason"]
+    assert f"the OpenAI-compatible server at {server.url} refused the request (HTTP 401" in report["reason"]
+    assert "wrong" not in report["reason"]
+
+
+def test_auto_never_picks_the_embedded_model(closed_url: str, model_home: Path) -> None:
+    """The packaged Gemma is installed here, and still `auto` answers extractively."""
+    settings = Settings(home=model_home, llm_backend="auto", ollama_url=closed_url)
+    assert resolve_backend(settings).name == "extractive"
+    assert "RAGKB_LLM_BACKEND=llamacpp" in backend_report(settings)["reason"]
+
+
+def test_extractive_is_chosen_by_name(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, llm_backend="extractive")
     generator = resolve_backend(settings)
-
-    assert generator.name == "none"
+    assert generator.name == "extractive" and generator_kind(generator) == "extractive"
     assert list(generator.stream(SYSTEM, USER)) == []
-    reason = backend_report(settings)["reason"]
-    assert f"cannot reach Ollama at {closed_url}" in reason
-    assert f"RAGKB_GGUF_PATH={missing} does not exist" in reason
-    assert reason.endswith("answers show the retrieved passages only")
+    assert backend_report(settings) == {
+        "backend": "extractive",
+        "reason": f"configured (RAGKB_LLM_BACKEND=extractive): {EXTRACTIVE}",
+    }
+
+
+def test_llamacpp_is_guarded_with_stops_a_penalty_and_a_short_budget(monkeypatch, tmp_path: Path) -> None:
+    """What the embedded model is asked to do, without loading it: stop at the end of the first
+    paragraph or a new numbered item, penalise repeats over the whole answer, at most 128 tokens."""
+    from ragkb.llm import llamacpp
+
+    calls: dict[str, object] = {}
+
+    class FakeCompletion:
+        def __iter__(self):
+            yield {"choices": [{"text": "Copied sentence [1]."}]}
+
+        def close(self) -> None:
+            calls["closed"] = True
+
+    class FakeLlama:
+        def tokenize(self, data: bytes) -> list[int]:
+            return list(range(len(data.split())))
+
+        def create_completion(self, prompt: str, **kwargs: object) -> FakeCompletion:
+            calls.update(kwargs, prompt=prompt)
+            return FakeCompletion()
+
+    import threading
+
+    monkeypatch.setattr(llamacpp, "_load_llama", lambda path: (FakeLlama(), threading.Lock()))
+    monkeypatch.setattr(llamacpp, "llama_cpp_problem", lambda: None)
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"x")
+    generator = resolve_backend(Settings(home=tmp_path, llm_backend="llamacpp", gguf_path=gguf, max_answer_tokens=400))
+    assert "".join(generator.stream(SYSTEM, USER)) == "Copied sentence [1]."
+    assert calls["max_tokens"] == 128 and calls["repeat_penalty"] == 1.3 and calls["temperature"] == 0
+    assert {"\n", ". [", "Question:"} <= set(calls["stop"])  # type: ignore[arg-type]
+    assert calls["closed"] is True and not generator.instruction_tuned
 
 
 def test_configured_ollama_status_shows_it_is_down(closed_url: str, tmp_path: Path) -> None:

@@ -215,6 +215,7 @@ def sandbox_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
         "RAGKB_CONFIG": str(root / "ragkb.toml"),
         "RAGKB_HOME": str(root / "home"),
         "XDG_CACHE_HOME": str(root / "cache"),  # no state from earlier runs (onnxruntime keeps unsent events)
+        "RAGKB_EMBED_BACKEND": "auto",  # the default runtime (OpenVINO here), telemetry package included
     }
     cli = [sys.executable, "-m", "ragkb.cli"]
     out = root / "sandbox"

@@ -153,23 +153,43 @@ def answers(
     dataset: Annotated[Path, typer.Option("--dataset", help="SQuAD-format JSON (e.g. PolicyQA test.json)")],
     home: Annotated[Optional[Path], typer.Option(help="Where the eval collection lives (default RAGKB_HOME/eval)")] = None,
     documents: Annotated[int, typer.Option(help="How many articles (policies) to ingest, paragraph per file")] = 2,
-    questions: Annotated[int, typer.Option(help="Questions asked with backend none")] = 60,
-    llm_questions: Annotated[Optional[int], typer.Option(help="Questions for generating backends (default: all)")] = None,
-    backends: Annotated[str, typer.Option(help="Comma-separated backends")] = "none,llamacpp,ollama",
+    questions: Annotated[int, typer.Option(help="Answerable questions asked (extractive, none)")] = 60,
+    llm_questions: Annotated[Optional[int], typer.Option(help="Answerable questions for generating backends (default: all)")] = None,
+    unanswerable: Annotated[Optional[Path], typer.Option(help="PubMedQA ori_pqal.json: questions the corpus cannot answer")] = None,
+    unanswerable_questions: Annotated[int, typer.Option(help="Unanswerable questions asked (extractive, none)")] = 0,
+    llm_unanswerable_questions: Annotated[Optional[int], typer.Option(help="Unanswerable questions for generating backends")] = None,
+    unanswerable_split: Annotated[str, typer.Option(help="test: PubMedQA's test ids; dev: the others")] = "test",
+    scope: Annotated[str, typer.Option(help="policy: ask within the question's document folder; all: whole corpus")] = "policy",
+    backends: Annotated[str, typer.Option(help="Comma-separated backends")] = "none,extractive,llamacpp,ollama",
+    tune: Annotated[bool, typer.Option("--tune", help="Calibrate the extractive selector (use a dev split) instead")] = False,
     save: Annotated[Optional[Path], typer.Option(help="Write the JSON result to this file")] = None,
 ) -> None:
-    """Share of answers whose citations include the gold passage, per generation backend."""
-    from ragkb.eval.answers import evaluate_answers
-
+    """Gold-span coverage, answer length, citation truth, abstention on unanswerable questions and
+    latency per generation backend; with --tune, the extractive selector's calibration."""
+    from ragkb.eval.answers import evaluate_answers, tune_extractive
 
     _quiet()
+    if scope not in ("policy", "all") or unanswerable_split not in ("dev", "test"):
+        err.print("[red]error:[/red] --scope is policy or all; --unanswerable-split is dev or test")
+        raise typer.Exit(2)
     settings = _base_settings(home, None)
+    log = lambda message: err.print(f"[dim]{message}[/dim]", highlight=False)  # noqa: E731
     with _exit_codes((FileNotFoundError, ValueError, KeyError), prefix="not a SQuAD-format file: "):
-        result = evaluate_answers(
-            dataset, settings, titles=documents, questions=questions,
-            backends=tuple(b.strip() for b in backends.split(",") if b.strip()), llm_questions=llm_questions,
-            log=lambda message: err.print(f"[dim]{message}[/dim]", highlight=False),
-        )
+        if tune:
+            if unanswerable is None:
+                err.print("[red]error:[/red] --tune needs --unanswerable")
+                raise typer.Exit(2)
+            result = tune_extractive(
+                dataset, settings, unanswerable, titles=documents, questions=questions,
+                unanswerable_questions=unanswerable_questions or 300, log=log,
+            )
+        else:
+            result = evaluate_answers(
+                dataset, settings, titles=documents, questions=questions,
+                backends=tuple(b.strip() for b in backends.split(",") if b.strip()), llm_questions=llm_questions,
+                log=log, unanswerable=unanswerable, unanswerable_questions=unanswerable_questions,
+                unanswerable_split=unanswerable_split, llm_unanswerable_questions=llm_unanswerable_questions, scope=scope,
+            )
     text = json.dumps(result, indent=2)
     if save:
         save.parent.mkdir(parents=True, exist_ok=True)
