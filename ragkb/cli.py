@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from ragkb.config import Settings
 from ragkb import operations
+from ragkb.chat_cli import chat
 from ragkb.console import err, handled, out, print_answer, print_report, print_status, run_with_progress
 from ragkb.errors import EXIT_PARTIAL, ConfigError, NotFound
 from ragkb.ingest import IngestReport, ProgressCallback
@@ -166,6 +167,8 @@ def serve(
         run_service(settings, host, port, ui=ui, ui_port=ui_port)
 
 
+app.command("chat")(chat)  # an interactive session with follow-up questions (ragkb/chat_cli.py)
+
 users_app = typer.Typer(help="Manage UI/CLI users and their groups.", no_args_is_help=True)
 audit_app = typer.Typer(help="Inspect the audit log.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
@@ -242,9 +245,6 @@ def eval_command(ctx: typer.Context) -> None:
     from ragkb.eval.cli import eval_app  # loaded only here: the runtime never imports evaluation code
 
     eval_app(ctx.args, prog_name="ragkb eval")
-
-
-from ragkb.chat_cli import chat; app.command("chat")(chat)  # noqa: E402,E702 - `ragkb chat` (ragkb/chat_cli.py)
 
 
 def main() -> None:

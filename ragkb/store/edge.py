@@ -3,9 +3,10 @@
 Why: qdrant-client's path mode is brute force in Python (hybrid + ACL ~6.6 s at 100k points);
 Qdrant Edge runs the real segment/WAL/HNSW/sparse-index code of the server (milliseconds), so the
 embedded store scales to the sizes a department base reaches. A Qdrant server by URL stays on
-`ragkb.store.qdrant.Store`.
+`ragkb.store.qdrant.QdrantStore`. (Longer than most modules: the filter translator and the
+one-time migration from qdrant-client's local mode exist only for this engine, so they live here.)
 
-`EdgeStore` has exactly the methods and semantics of `ragkb.store.qdrant.Store` and reads the same
+`EdgeStore` has exactly the methods and semantics of `ragkb.store.qdrant.QdrantStore` and reads the same
 filters (qdrant-client `models.Filter`, built by `ragkb.store.schema`), translated once here. It is
 an adapter and nothing else: Qdrant Edge is beta, so the less code leans on it, the cheaper a
 version change. What the engine does differently, measured on 0.9.0:
