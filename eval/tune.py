@@ -34,19 +34,17 @@ from ragkb.config import Settings
 from ragkb.eval.beir import load_beir
 from ragkb.eval.metrics import evaluate_run, max_pool
 from ragkb.weights import load_embedder
-from ragkb.store import open_store, schema
-from ragkb.store.schema import DENSE
+from ragkb.store import Store, open_store, schema
 
 DEPTH = 200
 
 
 def ranked_dense(store: Store, embedder, queries: dict[str, str]) -> dict[str, list[tuple[str, float]]]:
-    texts = list(queries.values())
-    vectors = embedder._model.encode([embedder.query_prefix + t for t in texts], normalize_embeddings=True, batch_size=64)
+    """Dense top DEPTH per query through the store interface (either backend)."""
     out = {}
-    for qid, vector in zip(queries, vectors):
-        response = store.client.query_points(store.collection, query=vector.tolist(), using=DENSE, limit=DEPTH, with_payload=["paths"])
-        out[qid] = [(schema.paths(p.payload or {})[0].rsplit("/", 1)[-1], float(p.score)) for p in response.points]
+    for qid, text in queries.items():
+        hits = store.search(embedder.encode_query(text).tolist(), None, DEPTH, mode="dense")
+        out[qid] = [(schema.paths(h.payload)[0].rsplit("/", 1)[-1], h.score) for h in hits]
     return out
 
 

@@ -59,17 +59,19 @@ class CheckedAnswer:
 
 
 def supports(claim: str, passage_text: str, terms: set[str] | None = None, asked: set[str] | frozenset[str] = frozenset()) -> float:
-    """Coverage of the claim's content words by the passage, or 0 when a number of the claim is
-    missing from the passage or the claim has too few words to judge. Words of the question
-    (`asked`) do not count: "Yes, they will use the data collected [1]." only repeats the
-    question, and a passage that matches the question would otherwise seem to support it."""
-    claim_terms = content_terms(claim) - asked
-    if len(claim_terms) < MIN_TERMS:
+    """How far the passage supports the claim: the share of the claim's content words found in
+    it, and the share of the words the claim adds to the question (`asked`), whichever is lower.
+    0 when a number of the claim is missing from the passage or the claim adds fewer than
+    MIN_TERMS words: "Yes, they will use the data collected [1]." only repeats the question, and
+    a passage that matches the question would otherwise seem to support it."""
+    claim_terms = content_terms(claim)
+    added = claim_terms - asked
+    if len(added) < MIN_TERMS:
         return 0.0
     passage_terms = terms if terms is not None else content_terms(passage_text)
     if not numbers(claim) <= numbers(passage_text):
         return 0.0
-    return len(claim_terms & passage_terms) / len(claim_terms)
+    return min(len(claim_terms & passage_terms) / len(claim_terms), len(added & passage_terms) / len(added))
 
 
 def _is_markdown(text: str, match: re.Match[str]) -> bool:

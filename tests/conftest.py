@@ -88,6 +88,22 @@ def docs(tmp_path: Path) -> Path:
     return target
 
 
+def parsed_text(path: Path, settings: Settings) -> str:
+    """All the text `parse_file` reads from a file."""
+    from ragkb.parse import parse_file
+
+    return "\n".join(block.text for block in parse_file(path, settings))
+
+
+def parse_failure(path: Path, settings: Settings) -> str:
+    """The reason `parse_file` gives for refusing a file (the test fails if it parses)."""
+    from ragkb.parse import ParseError, parse_file
+
+    with pytest.raises(ParseError) as caught:
+        parse_file(path, settings)
+    return str(caught.value)
+
+
 def make_bad_files(folder: Path) -> dict[str, str]:
     """Broken inputs of every kind the brief names; returns file name -> expected reason words."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import parse_failure as _reason
+from conftest import parsed_text as _text
 from ragkb import ocr
 from ragkb.blocks import ParseError
 from ragkb.chunk import chunk_blocks
@@ -26,21 +28,6 @@ needs_tesseract = pytest.mark.skipif(
     shutil.which("tesseract") is None or shutil.which("pdftoppm") is None,
     reason="OCR needs the Debian packages tesseract-ocr and poppler-utils (make system-deps)",
 )
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home")
-
-
-def _text(path: Path, settings: Settings) -> str:
-    return "\n".join(block.text for block in parse_file(path, settings))
-
-
-def _reason(path: Path, settings: Settings) -> str:
-    with pytest.raises(ParseError) as caught:
-        parse_file(path, settings)
-    return str(caught.value)
 
 
 # --- OCR ------------------------------------------------------------------------------------------

@@ -12,29 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from conftest import parse_failure as _reason
+from conftest import parsed_text as _text
 from ragkb import parse
 from ragkb.charsets import detect_encoding
 from ragkb.config import Settings
-from ragkb.parse import SUPPORTED_SUFFIXES, ParseError, detect_type, document_type, parse_file, unsupported_reason
+from ragkb.parse import SUPPORTED_SUFFIXES, detect_type, document_type, parse_file, unsupported_reason
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ENCODINGS = FIXTURES / "encodings"
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x02\x00\x00\x00" + bytes(range(256)) * 4
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home")
-
-
-def _text(path: Path, settings: Settings) -> str:
-    return "\n".join(block.text for block in parse_file(path, settings))
-
-
-def _reason(path: Path, settings: Settings) -> str:
-    with pytest.raises(ParseError) as caught:
-        parse_file(path, settings)
-    return str(caught.value)
 
 
 @pytest.fixture

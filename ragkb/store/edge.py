@@ -16,11 +16,12 @@ version change. What the engine does differently, measured on 0.9.0:
   (DESIGN, 2026-11-26), so the caller takes ragkb's flock on `RAGKB_HOME/store.lock` *before*
   constructing an EdgeStore, and keeps it until `close()`.
 * Threads: safe without a lock of ours. Every binding method holds the GIL for its whole run
-  (the pyo3 methods never release it), so calls from several threads are serialised by the
-  interpreter, and the Rust shard below is itself synchronised (WAL mutex, segment-holder
-  RwLock, update lock). The cost: a long call (an `optimize()`, a big upsert batch) stalls every
-  Python thread of the process, not only store users. Checked with threads querying while a
-  thread upserts (tests/test_store.py::test_edge_threads_query_while_writing).
+  (the pyo3 methods never release it: a pure-Python ticker thread ticked once during a 27 s
+  optimize), so calls from several threads are serialised by the interpreter, and the Rust
+  shard below is itself synchronised (WAL mutex, segment-holder RwLock, update lock). The cost:
+  a long call stalls every Python thread of the process, not only store users (see
+  `optimize()`). Checked with threads querying while a thread upserts, rewrites payloads and
+  deletes (tests/test_store.py::test_edge_threads_query_while_writing).
 * Durability: `update` writes the WAL before it returns, so an acknowledged upsert survives the
   process being killed (kill -9 after upserts, then reopen: every point is there and WAL replay
   restores it; tests/test_store.py::test_edge_kill9_keeps_acknowledged_points). That is the same
@@ -29,8 +30,13 @@ version change. What the engine does differently, measured on 0.9.0:
 * Fusion: RRF needs an explicit k; 2 is the server's default (`DEFAULT_RRF_K`) and
   qdrant-client local mode's, with the same formula 1/(rank + k); DBSF is the server's (mean
   +- 3 sample standard deviations, a single hit scores 0.5), identical to local mode.
-* Indexes: `optimize()` is manual and blocking (see its docstring); until it runs, search is
-  exact over plain segments, which already meets the latency goal at 100k points.
+* Payload indexes: the `locations[].*` keys are indexed per element (see `_keyword_index`).
+* Sparse IDF counts deleted points until a vacuum (optimize, once >= 20 % of a segment of
+  >= 1000 points is deleted) rewrites their segment, as a server's does; local mode recounts at
+  once. BM25 scores drift a little after deletes; ranks barely.
+* HNSW: `optimize()` is manual and blocking (see its docstring); until it runs, search is
+  exact over plain segments: fine at 20k points (hybrid + ACL p50 3.6 ms), 17-19 ms p50 / 42 ms
+  p95 at 100k, 175 / 246 ms at 1M (eval/store_bench.json, 2 cores under load 6-14).
 """
 
 from __future__ import annotations
@@ -208,11 +214,13 @@ class EdgeStore:
         """Build the HNSW and sparse indexes and merge segments; True if anything changed.
 
         Blocking, and it stalls the whole process: the binding holds the GIL for the entire run,
-        so no query from any other thread (UI, HTTP workers) runs until it returns. Measured on
-        2 cores: 20k points, 27-30 s during which queries from another thread waited the whole
-        time (eval/store_bench.json, `optimize_stall`); ~170 s at 100k. Run it where nobody is
-        waiting (end of a nightly ingest, an explicit maintenance command), never per upsert.
-        Not needed for correctness: unoptimized plain segments answer exactly.
+        so no query from any other thread (UI, HTTP workers, even a health check) runs until it
+        returns. Measured on 2 cores (eval/store_bench.json, load 5-14): 20k points 35-48 s,
+        100k 583-894 s (169 s at a lower load in DESIGN), 1M unfinished after 14.5 min; a query
+        started from another thread meanwhile waited for the whole optimize, every time. It
+        only touches segments not yet optimized, so a later run after a small ingest is short.
+        Run it where nobody waits (end of a CLI or nightly ingest, a maintenance command), never
+        per upsert. Not needed for correctness: unoptimized plain segments answer exactly.
         """
         if self._shard is None:
             return False
