@@ -131,6 +131,8 @@ class QdrantStore:
         return self.client.count(self.collection, count_filter=query_filter, exact=True).count
 
     def scroll(self, query_filter: models.Filter | None = None, fields: Iterable[str] | bool = True) -> Iterator[Hit]:
+        if not self.exists():  # as count() and search(): a collection not created yet is empty
+            return
         offset = None
         with_payload = list(fields) if not isinstance(fields, bool) else fields
         while True:
