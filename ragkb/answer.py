@@ -257,6 +257,8 @@ class Answerer:
             return _Outcome(NO_ANSWER, [], flagged=failed, warnings=warnings)
         answer = render(kept)
         cited = list(dict.fromkeys(n for _, numbers in kept for n in numbers))
+        # notes about citations added to sentences that were dropped afterwards say nothing
+        warnings = [w for w in warnings if not (w.startswith("citation [") and int(w[10 : w.index("]")]) not in cited)]
         yield AnswerEvent("token", text=answer)
         return _Outcome(answer, cited, flagged=failed, warnings=warnings)
 
