@@ -37,6 +37,7 @@ from ragkb.filetypes import (
     zip_bomb_reason,
 )
 from ragkb.htmltext import LIBXML2_MAX_DEPTH, html_items, too_deep_for_lxml
+from ragkb.plaintext import LAYOUT_MIN_CHARS, text_blocks
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,8 @@ def _read(path: Path, doc_type: str, text: str | None, settings: Settings, start
     }
     if doc_type in readers:
         return Parsed(readers[doc_type]())
+    if doc_type == "text" and text is not None:
+        return Parsed(_plain_blocks(path, text))
     if doc_type == "msg":
         reason = legacy.msg_encryption_reason(path)
         if reason:
@@ -210,7 +213,7 @@ def _prose_blocks(items: list[tuple[str, str]], path: Path) -> list[Block]:
     def flush() -> None:
         if run:
             section = blocks[-1].section if blocks else None
-            blocks.extend(to_blocks(_partition(path, "text", "\n\n".join(run)), path, section))
+            blocks.extend(_plain_blocks(path, "\n\n".join(run), section))
             run.clear()
 
     for kind, text in items:
@@ -221,6 +224,14 @@ def _prose_blocks(items: list[tuple[str, str]], path: Path) -> list[Block]:
             run.append(text)
     flush()
     return blocks
+
+
+def _plain_blocks(path: Path, text: str, section: str | None = None) -> list[Block]:
+    """unstructured's text partitioner, or for a long text (a book, an export) its layout:
+    unstructured tags every paragraph with spaCy, minutes for a few megabytes (`plaintext`)."""
+    if len(text) >= LAYOUT_MIN_CHARS:
+        return text_blocks(text, section)
+    return to_blocks(_partition(path, "text", text), path, section)
 
 
 def _rtf_items(text: str) -> list[tuple[str, str]]:

@@ -294,3 +294,48 @@ def test_fifo_is_refused_without_being_opened(settings: Settings, tmp_path: Path
 
 def test_device_is_refused(settings: Settings, deadline: None) -> None:
     assert _reason(Path("/dev/zero"), settings).startswith("not a regular file (character device)")
+
+
+def _roman(number: int) -> str:
+    numerals = [(10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I")]
+    out = ""
+    for value, letters in numerals:
+        while number >= value:
+            out, number = out + letters, number - value
+    return out
+
+
+def test_a_book_length_text_is_read_by_layout_without_spacy(
+    settings: Settings, tmp_path: Path, no_unstructured: None
+) -> None:
+    """War and Peace (3.2 MB) hit the parse timeout: unstructured tags every paragraph with
+    spaCy. Past `LAYOUT_MIN_CHARS` paragraphs and headings come from the layout alone."""
+    page = (FIXTURES / "formats" / "book-war-and-peace-1p.txt").read_text().split("\n", 2)[2]
+    chapters = [f"CHAPTER {_roman(n)}\n\n{page}" for n in range(1, 81)]
+    steps = "Before leaving:\n\n1. Close the windows of the\n   drawing room.\n2. Lock the door."
+    book = tmp_path / "war-and-peace.txt"
+    book.write_text("\n\n".join([*chapters, steps]))
+    assert book.stat().st_size > parse.LAYOUT_MIN_CHARS
+
+    blocks = parse_file(book, settings)
+    titles = [b.text for b in blocks if b.kind == "title"]
+    assert titles == [f"CHAPTER {_roman(n)}" for n in range(1, 81)]
+    scherer = [b for b in blocks if b.text.startswith("It was in July, 1805")]
+    assert [b.section for b in scherer[:2]] == ["CHAPTER I", "CHAPTER II"]
+    assert "Anna Pavlovna Scherer, maid of honor" in scherer[0].text  # hard-wrapped lines joined
+    assert [(b.kind, b.text) for b in blocks[-2:]] == [
+        ("list", "Close the windows of the drawing room."), ("list", "Lock the door.")
+    ]
+
+
+def test_a_short_text_is_still_classified_by_unstructured(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    original = parse._partition
+
+    def _spy(path: Path, doc_type: str, text: str | None = None) -> list[object]:
+        calls.append(doc_type)
+        return original(path, doc_type, text)
+
+    monkeypatch.setattr(parse, "_partition", _spy)
+    blocks = parse_file(FIXTURES / "formats" / "book-war-and-peace-1p.txt", settings)
+    assert calls == ["text"] and blocks[0].kind == "title" and blocks[0].text == "CHAPTER I"
