@@ -161,7 +161,10 @@ class Answerer:
         yield AnswerEvent("passages", passages=context)
         timings.update(retrieval.timings_ms)
 
-        if not passages:
+        weak = self._weak_match(passages)
+        if weak:
+            warnings.append(weak)
+        if not passages or (weak and kind == "llm"):
             outcome = _Outcome(NO_ANSWER, [])
         elif kind == "none":
             text = "No language model is configured; the most relevant passages are:\n" + "\n".join(
@@ -193,6 +196,15 @@ class Answerer:
                 backend_reason=getattr(generator, "reason", "") or "",
             ),
         )
+
+    def _weak_match(self, passages: list[Passage]) -> str:
+        """Why no passage is about the question, or "" when one is (see Settings.min_relevance)."""
+        scores = [p.relevance for p in passages if p.relevance is not None]
+        threshold = self.settings.min_relevance
+        if not scores or threshold <= 0 or max(scores) >= threshold:
+            return ""
+        return (f"no passage is close to the question (best relevance {max(scores):.2f} < "
+                f"RAGKB_MIN_RELEVANCE={threshold:g}): the documents may not cover it")  # fmt: skip
 
     def _generate(
         self, generator: Generator, question: str, passages: list[Passage], timings: dict[str, float]

@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     # Extractive answers (ragkb.extractive): "I don't know" when no sentence scores this much;
     # calibrated on PolicyQA dev to abstain on 90% of unanswerable questions (eval/RESULTS.md).
     extractive_min_score: float = 0.42
+    # No model is asked when the best passage's cosine to the question (Passage.relevance) is
+    # below this: nothing retrieved is about the question. On PolicyQA dev it keeps every
+    # answerable question and refuses 85% of unanswerable PubMedQA ones (0.37 would keep 99%
+    # and refuse 96%, but refused a plain "how many bottles" question about a memo in the test
+    # fixtures: short questions about long passages score lower). eval/RESULTS.md §11. 0 = off.
+    min_relevance: float = 0.30
 
     # --- access control & audit --------------------------------------------------------------
     acl_default: Literal["public", "deny"] = "public"

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
@@ -51,13 +52,25 @@ class HybridRetriever(BaseRetriever):
         self._limit = limit
         self._filter = query_filter
         self._mode = mode
+        self.query_embedding: list[float] | None = None  # the last question's, for `relevance`
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         question = query_bundle.query_str
         dense = None if self._mode == "sparse" else self._embedder.encode_query(question).tolist()
+        self.query_embedding = dense
         sparse = None if self._mode == "dense" else query_vector(question)
         hits = self._store.search(dense, sparse, self._limit, self._filter, self._mode)
-        return [NodeWithScore(node=TextNode(id_=hit.id, text=hit.payload.get(TEXT, ""), metadata=hit.payload), score=hit.score) for hit in hits]
+        return [
+            NodeWithScore(node=TextNode(id_=hit.id, text=hit.payload.get(TEXT, ""), metadata=hit.payload, embedding=hit.dense), score=hit.score)
+            for hit in hits
+        ]
+
+    def relevance(self, node: NodeWithScore) -> float | None:
+        """Cosine of the question and the passage (both vectors are unit length)."""
+        vector = node.node.embedding
+        if self.query_embedding is None or vector is None:
+            return None
+        return float(np.dot(self.query_embedding, vector))
 
 
 class CrossEncoderRerank(BaseNodePostprocessor):
@@ -112,13 +125,17 @@ class Retriever:
         query_filter = build_filter(groups, filters, self.settings)
         bundle = QueryBundle(question)
         started = time.perf_counter()
-        nodes = HybridRetriever(self.runtime.store, self.runtime.embedder, limit, query_filter, mode).retrieve(bundle)
+        retriever = HybridRetriever(self.runtime.store, self.runtime.embedder, limit, query_filter, mode)
+        nodes = retriever.retrieve(bundle)
         timings = {"retrieve": _ms(started)}
         if reranker is not None:
             started = time.perf_counter()
             nodes = CrossEncoderRerank(reranker, k).postprocess_nodes(nodes, bundle)
             timings["rerank"] = _ms(started)
-        passages = [passage(n.node.node_id, float(n.score or 0.0), n.node.metadata, groups, self.settings) for n in nodes[:k]]
+        passages = [
+            passage(n.node.node_id, float(n.score or 0.0), n.node.metadata, groups, self.settings, retriever.relevance(n))
+            for n in nodes[:k]
+        ]
         return Retrieval(passages, timings, reranker is not None)
 
 

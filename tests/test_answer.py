@@ -143,6 +143,21 @@ def test_loop_guard_stops_at_the_first_repeat():
     assert any(guard.feed("[1]:\n") for _ in range(10)) and guard.kept == "[1]:"
 
 
+def test_relevance_is_the_question_passage_cosine_comparable_across_questions(kb):
+    """`score` is fused and normalised per query; `relevance` is the dense cosine of each
+    passage, the same number a dense search ranks by, and it tells on-topic from off-topic."""
+    _, retriever = kb
+    question = "How many bottles of wine were there?"
+    dense = {p.id: p.score for p in retriever.retrieve(question, top_k=100, mode="dense", rerank=False).passages}
+    hybrid = retriever.retrieve(question, top_k=3).passages
+    assert hybrid and all(p.id in dense for p in hybrid)
+    assert all(abs(p.relevance - dense[p.id]) < 1e-3 for p in hybrid)
+    assert all(p.relevance is None for p in retriever.retrieve(question, top_k=3, mode="sparse").passages)
+    off_topic = retriever.retrieve("What is the boiling point of mercury on Mars?", top_k=3).passages
+    threshold = retriever.settings.min_relevance
+    assert max(p.relevance for p in off_topic) < threshold <= max(p.relevance for p in hybrid)
+
+
 # --- answers from a model (Ollama protocol on loopback) -----------------------------------------
 def _answerer(settings, retriever, server: OllamaServer) -> Answerer:
     settings = settings.model_copy(update={"llm_backend": "ollama", "ollama_url": server.url})
@@ -211,6 +226,20 @@ def test_a_looping_model_is_cut_at_the_first_repeat(kb):
         result = _answerer(settings, retriever, server).ask("How many bottles of wine were there?")
     assert result.answer.count("20,000 bottles") == 1 and not result.flagged
     assert "the model repeated itself: its answer was cut at the first repetition" in result.warnings
+
+
+@pytest.mark.parametrize("min_relevance", [0.3, 0.0])
+def test_no_model_is_asked_when_no_passage_is_about_the_question(kb, min_relevance):
+    settings, retriever = kb
+    settings = settings.model_copy(update={"min_relevance": min_relevance})
+    with OllamaServer(lambda messages: "Mercury boils at 357 degrees [1].") as server:
+        result = _answerer(settings, retriever, server).ask("What is the boiling point of mercury on Mars?")
+        asked = server.requests_to("/api/chat")
+    if min_relevance:  # the gate: nothing retrieved is about Mars, so no model invents an answer
+        assert asked == [] and result.answer == NO_ANSWER and not result.flagged and result.passages
+        assert any("RAGKB_MIN_RELEVANCE=0.3" in w for w in result.warnings)
+    else:  # gate off: the same question reaches the model
+        assert len(asked) == 1 and result.answer != NO_ANSWER
 
 
 def test_i_dont_know_is_not_flagged(kb):

@@ -105,10 +105,10 @@ def load_unanswerable(path: Path, count: int, split: str = "test") -> list[QAIte
     test_ids = set(json.loads(truth.read_text(encoding="utf-8"))) if truth.exists() else set(list(data)[::2])
     ids = [i for i in data if (i in test_ids) == (split == "test")]
     questions = [data[i]["QUESTION"] for i in ids]
-    return [QAItem(q, (), frozenset(), (), "", answerable=False) for q in _sample(questions, count)]
+    return [QAItem(q, (), frozenset(), (), "", answerable=False) for q in spread_sample(questions, count)]
 
 
-def _sample(items: list[Any], n: int) -> list[Any]:
+def spread_sample(items: list[Any], n: int) -> list[Any]:
     """Every k-th item, so a sample spans all documents; deterministic."""
     if n >= len(items):
         return items
@@ -305,7 +305,7 @@ def evaluate_answers(
 
     folder = settings.home / f"qa-{Path(dataset).stem}-docs"
     items, files = load_squad_subset(dataset, titles, folder)
-    sample = _sample(items, questions)
+    sample = spread_sample(items, questions)
     negatives = load_unanswerable(unanswerable, unanswerable_questions, unanswerable_split) if unanswerable and unanswerable_questions else []
     collection = f"qa-{Path(dataset).stem}-{titles}"
     runtime = Runtime(settings, collection, embedder=embedder)
@@ -319,8 +319,8 @@ def evaluate_answers(
             generator = resolve_backend(backend_settings)
             answerer = Answerer(runtime.derive(backend_settings, generator=generator))
             llm = backend not in ("none", "extractive")
-            asked = sample if not llm or llm_questions is None else _sample(sample, llm_questions)
-            negative = negatives if not llm or llm_unanswerable_questions is None else _sample(negatives, llm_unanswerable_questions)
+            asked = sample if not llm or llm_questions is None else spread_sample(sample, llm_questions)
+            negative = negatives if not llm or llm_unanswerable_questions is None else spread_sample(negatives, llm_unanswerable_questions)
             probe = answerer.ask(asked[0].question)  # loads the model; an unreachable server fails here
             if probe.warnings and not probe.answer:
                 results[backend] = {"backend": generator.name, "unavailable": probe.warnings[0]}
@@ -372,7 +372,7 @@ def tune_extractive(
 
     folder = settings.home / f"qa-{Path(dataset).stem}-docs"
     items, files = load_squad_subset(dataset, titles, folder)
-    sample = _sample(items, questions)
+    sample = spread_sample(items, questions)
     negatives = load_unanswerable(unanswerable, unanswerable_questions, "dev")
     runtime = Runtime(settings, f"qa-{Path(dataset).stem}-{titles}", embedder=embedder)
     features: list[tuple[QAItem, list[Any]]] = []

@@ -197,5 +197,38 @@ def answers(
     print(text)
 
 
+@eval_app.command("relevance")
+def relevance(
+    dataset: Annotated[Path, typer.Option("--dataset", help="SQuAD-format JSON (PolicyQA dev.json to calibrate)")],
+    unanswerable: Annotated[Path, typer.Option(help="PubMedQA ori_pqal.json: questions the corpus cannot answer")],
+    home: Annotated[Optional[Path], typer.Option(help="Where the eval collection lives (default RAGKB_HOME/eval)")] = None,
+    documents: Annotated[int, typer.Option(help="How many articles (policies) to ingest, paragraph per file")] = 20,
+    questions: Annotated[int, typer.Option(help="Answerable questions asked")] = 600,
+    unanswerable_questions: Annotated[int, typer.Option(help="Unanswerable questions asked")] = 300,
+    unanswerable_split: Annotated[str, typer.Option(help="test: PubMedQA's test ids; dev: the others")] = "dev",
+    save: Annotated[Optional[Path], typer.Option(help="Write the JSON result to this file")] = None,
+) -> None:
+    """How well the best passage's fused score and its dense cosine separate answerable from
+    unanswerable questions, and the cosine thresholds for Settings.min_relevance."""
+    from ragkb.eval.relevance import relevance_separation
+
+    _quiet()
+    if unanswerable_split not in ("dev", "test"):
+        err.print("[red]error:[/red] --unanswerable-split is dev or test")
+        raise typer.Exit(2)
+    settings = _base_settings(home, None)
+    log = lambda message: err.print(f"[dim]{message}[/dim]", highlight=False)  # noqa: E731
+    with _exit_codes((FileNotFoundError, ValueError, KeyError), prefix="not a SQuAD-format file: "):
+        result = relevance_separation(
+            dataset, unanswerable, settings, titles=documents, questions=questions,
+            unanswerable_questions=unanswerable_questions, split=unanswerable_split, log=log,
+        )
+    text = json.dumps(result, indent=2)
+    if save:
+        save.parent.mkdir(parents=True, exist_ok=True)
+        save.write_text(text)
+    print(text)
+
+
 if __name__ == "__main__":  # `python -m ragkb.eval.cli ...` works without the `ragkb eval` entry too
     eval_app()

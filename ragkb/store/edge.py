@@ -55,7 +55,7 @@ from qdrant_client import models
 
 from ragkb.config import Settings
 from ragkb.errors import StoreError
-from ragkb.store.qdrant import Hit, NewPoint
+from ragkb.store.qdrant import Hit, NewPoint, dense_of
 from ragkb.store.schema import DENSE, INDEXED_KEYWORDS, SPARSE, SearchMode, doc_filter
 
 log = logging.getLogger(__name__)
@@ -192,6 +192,7 @@ class EdgeStore:
                 query=qe.Query.Nearest(vector, using=DENSE if mode == "dense" else SPARSE),
                 filter=edge_filter,
                 with_payload=True,
+                with_vector=[DENSE] if dense is not None else False,
             )
         else:
             depth = max(limit, self.settings.prefetch_k)
@@ -205,9 +206,10 @@ class EdgeStore:
                 query=fusion,
                 filter=edge_filter,
                 with_payload=True,
+                with_vector=[DENSE],
             )
         points = _engine("searching the embedded store failed", self._shard.query, request)
-        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in points]
+        return [Hit(str(p.id), float(p.score), p.payload or {}, dense_of(p.vector)) for p in points]
 
     # --- maintenance -------------------------------------------------------------------------
     def optimize(self) -> bool:

@@ -30,6 +30,14 @@ class Hit:
     id: str
     score: float
     payload: dict[str, Any]
+    dense: list[float] | None = None  # the stored dense vector, returned by searches that had one
+
+
+def dense_of(vector: Any) -> list[float] | None:
+    """The dense vector out of a point's named vectors (either backend returns a mapping)."""
+    if isinstance(vector, dict) and vector.get(DENSE) is not None:
+        return [float(x) for x in vector[DENSE]]
+    return None
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,7 @@ class QdrantStore:
                 limit=limit,
                 query_filter=query_filter,
                 with_payload=True,
+                with_vectors=[DENSE] if dense is not None else False,
             )
         else:
             depth = max(limit, self.settings.prefetch_k)
@@ -183,8 +192,9 @@ class QdrantStore:
                 query_filter=query_filter,
                 limit=limit,
                 with_payload=True,
+                with_vectors=[DENSE],
             )
-        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in response.points]
+        return [Hit(str(p.id), float(p.score), p.payload or {}, dense_of(p.vector)) for p in response.points]
 
     def optimize(self) -> bool:
         """A server and local mode index by themselves: nothing to do."""

@@ -94,9 +94,20 @@ class Passage:
     kind: str
     file_type: str | None
     ocr: bool = False
+    # Cosine between the question and this passage under the embedding model: unlike `score`
+    # (fused, normalised per query) it is comparable across questions, so it can say "no
+    # passage is about this" (Settings.min_relevance). None where no dense search ran.
+    relevance: float | None = None
 
 
-def passage(point_id_: str, score: float, payload: dict[str, Any], groups: list[str] | None, settings: Settings) -> Passage:
+def passage(
+    point_id_: str,
+    score: float,
+    payload: dict[str, Any],
+    groups: list[str] | None,
+    settings: Settings,
+    relevance: float | None = None,
+) -> Passage:
     """Typed view of a point's payload; `source` is a path this reader may read."""
     return Passage(
         id=point_id_,
@@ -110,6 +121,7 @@ def passage(point_id_: str, score: float, payload: dict[str, Any], groups: list[
         kind=payload.get(KIND, "text"),
         file_type=(payload.get(FILE_TYPE) or [None])[0],
         ocr=bool(payload.get(OCR, False)),
+        relevance=None if relevance is None else round(relevance, 4),
     )
 
 
