@@ -27,6 +27,7 @@ from ragkb.conversation import check_history, condense
 from ragkb.errors import LLMError
 from ragkb.guards import LoopGuard, check_answer, render
 from ragkb.llm import Generator, generator_kind
+from ragkb.pageref import page_reference
 from ragkb.retrieve import Filters, Passage, Retriever, check_question
 from ragkb.runtime import Runtime
 
@@ -90,8 +91,9 @@ def build_prompt(question: str, passages: list[Passage], labels: bool = True) ->
             blocks.append(f"[{n}] {' '.join(passage.text.split())}")
             continue
         where = [passage.source.rsplit("/", 1)[-1]]
-        if passage.page is not None:
-            where.append(f"page {passage.page}")
+        page = page_reference(passage.page, passage.page_label)
+        if page:
+            where.append(page)
         if passage.section:
             where.append(f"section \"{passage.section}\"")
         blocks.append(f"[{n}] ({', '.join(where)}) {' '.join(passage.text.split())}")

@@ -23,6 +23,7 @@ class Block:
     section: str | None  # heading, sheet name, or email subject the text is under
     kind: str  # title | text | list | table
     ocr: bool = False  # recognised by OCR from an image, not read from a text layer
+    page_label: str | None = None  # the number printed on a PDF page ("iii", "12") where it has labels
 
 
 @dataclass

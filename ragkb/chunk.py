@@ -6,6 +6,9 @@ crosses a section boundary so the section shown with a citation is the one the t
 The budget is hard: `len(chunk.text.split()) <= max_words` for every input, because a chunk
 longer than the embedder's window is silently truncated and its tail can never be found
 (a run of 300 title-like lines once became one 1,800-word chunk).
+Small elements of one page and section are packed up to the budget; where the budget ends a
+chunk, a lead-in or a term on its own line at its end moves to the next chunk, with the text
+it introduces.
 
 Why not unstructured's `chunk_by_title` (0.27: titles with their body, tables isolated,
 `multipage_sections=False`, repeated table headers): its budget is characters, or tokens
@@ -21,11 +24,13 @@ longer than this module.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ragkb.parse import Block
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
+_LEAD_IN_WORDS = 30
+_TERM_WORDS = 8
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class Chunk:
     section: str | None
     kind: str
     ocr: bool = False  # text recognised by OCR (a scanned page or an image): citations say so
+    page_label: str | None = None  # the number printed on the page, where the PDF has labels
 
     def embedding_text(self) -> str:
         """The section title gives a passage its topic, which a bare paragraph often lacks."""
@@ -46,6 +52,14 @@ class Chunk:
 
 def _words(text: str) -> int:
     return len(text.split())
+
+
+def _introduces(block: Block) -> bool:
+    """A lead-in ("Options are as follows:") or a term on its own line ("--login",
+    "metacharacter"): short, and not a finished sentence."""
+    text = block.text.rstrip()
+    words = _words(text)
+    return text.endswith(":") and words <= _LEAD_IN_WORDS or (words <= _TERM_WORDS and text[-1] not in ".!?;)")
 
 
 @dataclass
@@ -62,22 +76,40 @@ class _State:
     def heading_words(self) -> int:
         return sum(_words(b.text) for b in self.heading)
 
-    def emit(self, text: str, page: int | None, section: str | None, kind: str, ocr: bool = False) -> None:
-        self.chunks.append(Chunk(len(self.chunks), text, page, section, kind, ocr))
+    def emit(self, text: str, first: Block, kind: str, ocr: bool) -> None:
+        """A chunk at the page and in the section of its first block."""
+        self.chunks.append(Chunk(len(self.chunks), text, first.page, first.section, kind, ocr, first.page_label))
 
     def emit_titles(self, titles: list[Block]) -> None:
         """Titles with no body of their own (a page ends, a run of title-like lines is too long)."""
         if titles:
-            self.emit("\n".join(b.text for b in titles), titles[0].page, titles[0].section, "title", titles[0].ocr)
+            self.emit("\n".join(b.text for b in titles), titles[0], "title", titles[0].ocr)
 
     def flush(self) -> None:
         """The body with its heading, or a lone heading run."""
         if self.body:
             text = "\n".join(b.text for b in self.heading + self.body)
-            self.emit(text, self.body[0].page, self.body[0].section, "text", any(b.ocr for b in self.body))
+            self.emit(text, self.body[0], "text", any(b.ocr for b in self.body))
         else:
             self.emit_titles(self.heading)
         self.heading, self.body, self.body_words = [], [], 0
+
+    def add(self, block: Block) -> None:
+        self.body.append(block)
+        self.body_words += _words(block.text)
+
+    def detach_lead_in(self, room: int) -> list[Block]:
+        """Short lines closing the body that introduce what comes next (a term being defined,
+        "as follows:"), taken off so that they open the next chunk with what they introduce:
+        a parameter's name must not end one chunk while "The default is one minute" starts the
+        next. The body keeps its first block; the lines taken fit in `room` words."""
+        moved: list[Block] = []
+        while len(self.body) > 1 and _introduces(self.body[-1]) and _words(self.body[-1].text) <= room:
+            block = self.body.pop()
+            moved.insert(0, block)
+            self.body_words -= _words(block.text)
+            room -= _words(block.text)
+        return moved
 
     def take_heading(self, room: int, section: str | None) -> str:
         """The heading run trimmed so that `room` more words still fit, removed from the state.
@@ -108,24 +140,28 @@ def chunk_blocks(blocks: list[Block], max_words: int, overlap_words: int) -> lis
         pending = state.body or state.heading
         if pending and block.page != pending[0].page:
             state.flush()
-        if state.body and (block.kind in ("title", "table") or block.section != state.body[0].section):
+        if state.body and (block.kind == "title" or block.section != state.body[0].section):
             state.flush()
         if block.kind == "title" and words <= max_words // 2:
             if state.heading_words + words > max_words:
                 state.flush()
             state.heading.append(block)
         elif block.kind != "table" and words <= max_words:
+            carried: list[Block] = []
             if state.body and state.heading_words + state.body_words + words > max_words:
+                carried = state.detach_lead_in(max_words - words)
                 state.flush()
             if not state.body:
                 heading = state.take_heading(words, block.section)
                 if heading:
-                    state.heading = [Block(heading, block.page, block.section, "title")]
-            state.body.append(block)
-            state.body_words += words
+                    state.heading = [replace(block, text=heading, kind="title")]
+            for piece in [*carried, block]:
+                state.add(piece)
         else:
-            if state.body:
+            if state.body:  # a table or a long paragraph: a lead-in before it opens its first piece
+                carried = state.detach_lead_in(max_words // 2)
                 state.flush()
+                state.heading = carried
             _emit_split(state, block, overlap_words)
     state.flush()
     return state.chunks
@@ -145,7 +181,7 @@ def _emit_split(state: _State, block: Block, overlap_words: int) -> None:
     else:
         pieces = _split_sentences(block.text, budget, overlap_words)
     for piece in pieces:
-        state.emit(f"{heading}\n{piece}" if heading else piece, block.page, block.section, block.kind, block.ocr)
+        state.emit(f"{heading}\n{piece}" if heading else piece, block, block.kind, block.ocr)
         heading = ""
 
 

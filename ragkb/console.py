@@ -19,6 +19,7 @@ from rich.table import Table
 
 from ragkb.errors import EXIT_USAGE, RagkbError
 from ragkb.ingest import FINAL_OUTCOMES, IngestReport, ProgressCallback
+from ragkb.pageref import page_reference
 
 err = Console(stderr=True, soft_wrap=True)  # an error stays one line a script can grep
 out = Console()
@@ -126,7 +127,7 @@ def print_answer(result: dict[str, Any], streamed: bool) -> None:
         out.print("\n[bold]Sources[/bold]" + ("" if result["citations"] else " (retrieved, not cited)"))
     for c in shown:
         where = ", ".join(x for x in [
-            f"page {c['page']}" if c["page"] is not None else "",
+            page_reference(c["page"], c.get("page_label")),
             f"section: {c['section']}" if c["section"] else "",
             "OCR" if c.get("ocr") else "",
         ] if x)  # fmt: skip

@@ -9,8 +9,9 @@ from typing import Any, Callable
 from ragkb import ocr
 from ragkb.blocks import NoTextFound, ParseError, Parsed
 from ragkb.config import Settings
-from ragkb.elements import to_blocks
+from ragkb.pdfoutline import OutlineEntry, outline_entries, page_labels
 from ragkb.pdfpages import page_ranges, scanned_pages, scrambled_pages, text_layer_blocks
+from ragkb.pdfstructure import page_facts, pdf_blocks, pdf_lines
 
 
 def check_pdf(path: Path, settings: Settings) -> Any:
@@ -38,13 +39,23 @@ def check_pdf(path: Path, settings: Settings) -> Any:
 
 
 def pdf_document(path: Path, settings: Settings, started: float, partition: Callable[..., list[Any]]) -> Parsed:
-    """The text layer through unstructured (`partition`); pages with none but with an image
-    through OCR. `started`: when parsing this file began (time.monotonic), for OCR's budget."""
+    """The text layer through unstructured (`partition`), sectioned by the outline
+    (`pdfstructure`); pages with none but with an image through OCR; every block labelled with
+    its printed page number. `started`: when parsing this file began (time.monotonic), for
+    OCR's budget."""
     reader = check_pdf(path, settings)  # first: unstructured returns nothing for an encrypted PDF
+    outline = outline_entries(reader)
+    parsed = _read_pdf(path, reader, outline, settings, started, partition)
+    parsed.blocks = page_facts(parsed.blocks, page_labels(reader), outline)
+    return parsed
+
+
+def _read_pdf(path: Path, reader: Any, outline: list[OutlineEntry], settings: Settings, started: float,
+              partition: Callable[..., list[Any]]) -> Parsed:  # fmt: skip
     elements = partition(path, "pdf")
-    blocks = to_blocks(elements, path)
+    blocks, contents = pdf_blocks(pdf_lines(elements), outline)
     with_text = {getattr(e.metadata, "page_number", None) for e in elements if (getattr(e, "text", "") or "").strip()}
-    kept = {block.page for block in blocks}
+    kept = {block.page for block in blocks} | contents  # a TOC page was read: it is not read again
     missed = [n for n in range(1, len(reader.pages) + 1) if n not in kept]
     # pdfminer read nothing, only "headers" (negative coordinates) or scattered letters (rotated
     # text): pypdf reads the text layer of those pages instead

@@ -151,6 +151,36 @@ def test_overlap_never_pushes_a_piece_over_the_budget() -> None:
     assert max(_words(c.text) for c in chunks) <= 28
 
 
+def test_small_elements_of_a_section_are_packed_up_to_the_budget() -> None:
+    """Short elements fill a chunk; only the budget, a page, a section or a heading ends it."""
+    items = [Block(f"Item {i} keeps five words.", 4, "Tools", "list") for i in range(30)]
+    chunks = chunk_blocks([Block("Tools", 4, "Tools", "title"), *items], 60, 10)
+    assert [_words(c.text) for c in chunks] == [56, 60, 35]
+    assert all(c.section == "Tools" and c.page == 4 for c in chunks)
+
+
+def test_a_term_that_would_end_a_chunk_opens_the_next_with_its_definition() -> None:
+    """A parameter's name must not end one chunk while "The default is one minute" starts the next."""
+    blocks = [
+        Block(_sentences(5), 2, "Options", "text"),
+        Block("--timeout", 2, "Options", "text"),
+        Block("The default is one minute.", 2, "Options", "text"),
+        Block("Long form follows:", 2, "Options", "text"),
+        Block(_sentences(6), 2, "Options", "text"),
+    ]
+    chunks = chunk_blocks(blocks, 40, 5)
+    assert chunks[0].text == _sentences(5)
+    assert chunks[1].text == "--timeout\nThe default is one minute."
+    # a lead-in before a paragraph too long to join it opens that paragraph's first piece
+    assert chunks[2].text.startswith("Long form follows:\nSentence number 0 ")
+    assert max(_words(c.text) for c in chunks) <= 40
+
+
+def test_the_printed_page_label_goes_with_the_chunk() -> None:
+    blocks = [Block("Preface", 8, "Preface", "title", page_label="vi"), Block("Why this guide exists.", 8, "Preface", "text", page_label="vi")]
+    assert [(c.page, c.page_label) for c in chunk_blocks(blocks, 100, 10)] == [(8, "vi")]
+
+
 # --- property: any block sequence -----------------------------------------------------------
 
 

@@ -310,7 +310,7 @@ def test_a_book_length_text_is_read_by_layout_without_spacy(
 ) -> None:
     """War and Peace (3.2 MB) hit the parse timeout: unstructured tags every paragraph with
     spaCy. Past `LAYOUT_MIN_CHARS` paragraphs and headings come from the layout alone."""
-    page = (FIXTURES / "formats" / "book-war-and-peace-1p.txt").read_text().split("\n", 2)[2]
+    page = (FIXTURES / "books" / "book-war-and-peace-1p.txt").read_text().split("\n", 2)[2]
     chapters = [f"CHAPTER {_roman(n)}\n\n{page}" for n in range(1, 81)]
     steps = "Before leaving:\n\n1. Close the windows of the\n   drawing room.\n2. Lock the door."
     book = tmp_path / "war-and-peace.txt"
@@ -337,5 +337,5 @@ def test_a_short_text_is_still_classified_by_unstructured(settings: Settings, mo
         return original(path, doc_type, text)
 
     monkeypatch.setattr(parse, "_partition", _spy)
-    blocks = parse_file(FIXTURES / "formats" / "book-war-and-peace-1p.txt", settings)
+    blocks = parse_file(FIXTURES / "books" / "book-war-and-peace-1p.txt", settings)
     assert calls == ["text"] and blocks[0].kind == "title" and blocks[0].text == "CHAPTER I"

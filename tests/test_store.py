@@ -27,7 +27,9 @@ from ragkb.config import Settings
 from ragkb.errors import StoreError
 from ragkb.sparse import document_vector, query_vector
 from ragkb.store import schema
-from ragkb.store.edge import EdgeStore, migrate_local_collection, shard_path, to_edge_filter
+from ragkb.store.edge import EdgeStore, shard_path
+from ragkb.store.edge_filters import to_edge_filter
+from ragkb.store.migrate import migrate_local_collection
 from ragkb.store.qdrant import Hit, NewPoint, QdrantStore
 from ragkb.weights import Embedder
 
@@ -99,7 +101,9 @@ def _corpus(embedder: Embedder) -> list[NewPoint]:
             locations.append(schema.Location(f"{ROOT}/shared/{doc_id}.txt", ["legal"]))
         shared = schema.doc_payload(locations, "pdf" if n % 2 else "txt")
         for index, (_, text) in enumerate(texts[start : start + per_doc]):
-            payload = schema.chunk_payload(doc_id, index, text, index + 1 if n % 2 else None, "Intro" if index == 0 else None, "text", shared)
+            label = str(index - 1) if n % 2 and index >= 2 else None  # page 3 printed "1", as in PDFs with labels
+            payload = schema.chunk_payload(doc_id, index, text, index + 1 if n % 2 else None, "Intro" if index == 0 else None, "text", shared,
+                                           page_label=label)  # fmt: skip
             vector = vectors[start + index]
             points.append(NewPoint(schema.point_id(doc_id, index), vector.tolist(), document_vector(text), payload))
     return points

@@ -1,7 +1,7 @@
 """Citations on the chat page: chip labels, where a passage sits, its neighbouring text, the
 highlighted preview and the original file's download.
 
-A citation is the API's JSON object (`n`, `source`, `page`, `section`, `text`, `score`,
+A citation is the API's JSON object (`n`, `source`, `page`, `page_label`, `section`, `text`, `score`,
 `doc_id`, `chunk_index`, `file_type`, ...). The text around it and the original file come from
 the service, which checks that the user may read them. Labels and locations are built from
 document-derived strings (file names, section titles, email subjects) and returned as Markdown,
@@ -21,6 +21,7 @@ import streamlit as st
 
 from ragkb.client import ServiceClient
 from ragkb.errors import NotFound, RagkbError
+from ragkb.pageref import page_reference, short_page
 from ui.markup import md
 
 log = logging.getLogger("ragkb.ui")
@@ -40,16 +41,17 @@ def file_name(c: Citation) -> str:
 def citation_label(c: Citation, width: int = 28) -> str:
     """Markdown for a citation chip: `[n] name p.3` or `[n] name · section`."""
     name = _short(PurePath(str(c.get("source") or "")).name or "(unknown)", width)
-    page, section = c.get("page"), c.get("section")
-    where = f" p.{page}" if page is not None else (f" · {_short(section, 24)}" if section else "")
+    page, section = short_page(c.get("page"), c.get("page_label")), c.get("section")
+    where = f" {page}" if page else (f" · {_short(section, 24)}" if section else "")
     return md(f"[{c['n']}] {name}{where}")
 
 
 def location(c: Citation) -> str:
     """Markdown: where in its file the passage is."""
     parts = []
-    if c.get("page") is not None:
-        parts.append(f"page {c['page']}")
+    page = page_reference(c.get("page"), c.get("page_label"))
+    if page:
+        parts.append(page)
     if c.get("section"):
         parts.append(f"section “{_short(c['section'], 80)}”")
     if c.get("ocr"):

@@ -130,7 +130,8 @@ class Writer:
             shared = self._doc_payload(item.doc_id, c.doc_type, extra=schema.Location(str(c.path), c.acl))
             for chunk in chunks or []:
                 text, vector = next(embedded)
-                payload = schema.chunk_payload(item.doc_id, chunk.index, chunk.text, chunk.page, chunk.section, chunk.kind, shared, chunk.ocr)
+                payload = schema.chunk_payload(item.doc_id, chunk.index, chunk.text, chunk.page, chunk.section, chunk.kind, shared, chunk.ocr,
+                                               chunk.page_label)  # fmt: skip
                 points.append(NewPoint(schema.point_id(item.doc_id, chunk.index), vector.tolist(), document_vector(text), payload))
         return points
 

@@ -31,6 +31,7 @@ PAGE = "page"
 SECTION = "section"
 KIND = "kind"
 OCR = "ocr"  # the text was recognised from an image (a scan): citations say so
+PAGE_LABEL = "page_label"  # the number printed on a PDF page ("iii", "12"); PAGE stays the physical page
 ACL = "acl"  # union of the locations' ACLs: what the access filter matches
 LOCATIONS = "locations"  # [{path, dirs, acl}] one per path holding this content
 FILE_TYPE = "file_type"  # [type]: a list so facet filters match with MatchAny
@@ -74,9 +75,11 @@ def doc_payload(locations: list[Location], doc_type: str) -> dict[str, Any]:
 
 
 def chunk_payload(
-    doc_id: str, index: int, text: str, page: int | None, section: str | None, kind: str, shared: dict[str, Any], ocr: bool = False
-) -> dict[str, Any]:
-    return {DOC_ID: doc_id, CHUNK_INDEX: index, TEXT: text, PAGE: page, SECTION: section, KIND: kind, OCR: ocr, **shared}
+    doc_id: str, index: int, text: str, page: int | None, section: str | None, kind: str, shared: dict[str, Any], ocr: bool = False,
+    page_label: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    return {DOC_ID: doc_id, CHUNK_INDEX: index, TEXT: text, PAGE: page, PAGE_LABEL: page_label, SECTION: section, KIND: kind,
+            OCR: ocr, **shared}  # fmt: skip
 
 
 @dataclass
@@ -98,6 +101,7 @@ class Passage:
     # (fused, normalised per query) it is comparable across questions, so it can say "no
     # passage is about this" (Settings.min_relevance). None where no dense search ran.
     relevance: float | None = None
+    page_label: str | None = None  # printed page label where the PDF has them; `page` is the physical page
 
 
 def passage(
@@ -121,6 +125,7 @@ def passage(
         kind=payload.get(KIND, "text"),
         file_type=(payload.get(FILE_TYPE) or [None])[0],
         ocr=bool(payload.get(OCR, False)),
+        page_label=payload.get(PAGE_LABEL),
         relevance=None if relevance is None else round(relevance, 4),
     )
 
