@@ -84,7 +84,10 @@ def main() -> int:
     sources = "".join(f'[[sources]]\npath = "{corpus / g}"\ngroups = ["{g}"]\n\n' for g in GROUPS)
     sources += "".join(f'[[sources]]\npath = "{nightly / g}"\ngroups = ["{g}"]\n\n' for g in GROUPS)
     config.write_text(f'users_file = "{work / "users.toml"}"\nchunk_words = {args.chunk_words}\n\n' + sources)
-    env = {**os.environ, "RAGKB_HOME": str(home), "RAGKB_CONFIG": str(config), "RAGKB_LLM_BACKEND": args.backend}
+    # The product's defaults, not the tests' (tests/conftest.py, imported by service_process,
+    # pins the embedder to torch for speed of loading).
+    product = {"RAGKB_CONFIG": str(config), "RAGKB_LLM_BACKEND": args.backend, "RAGKB_EMBED_BACKEND": "auto"}
+    env = {**os.environ, "RAGKB_HOME": str(home), **product}
     tokens = {}
     for i in range(args.clients):
         cli(env, "users", "add", f"u{i}", "--password", "pw", "--group", GROUPS[i % len(GROUPS)])
@@ -92,7 +95,7 @@ def main() -> int:
     cli(env, "users", "add", "admin", "--password", "pw", "--group", "admin")
     admin = cli(env, "users", "token", "admin").stdout.strip()
 
-    service = Service(home, env={"RAGKB_CONFIG": str(config), "RAGKB_LLM_BACKEND": args.backend}).wait_ready(900)
+    service = Service(home, env=product).wait_ready(900)
     try:
         http = httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {admin}"}, timeout=3600)
 
@@ -168,7 +171,9 @@ def main() -> int:
         out["error_examples"] = errors[:5]
         out["cross_group_passages"] = len(leaks)
         out["leak_examples"] = leaks[:5]
-        out["chunks_in_store"] = http.get("/v1/status").json()["chunks"]
+        status = http.get("/v1/status").json()
+        out["chunks_in_store"] = status["chunks"]
+        out["embedding_runtime"] = status["embedding_runtime"]
         out["settings"] = {"clients": args.clients, "seconds": args.seconds, "backend": args.backend, "chunk_words": args.chunk_words}
     finally:
         service.stop()
