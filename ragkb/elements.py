@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ragkb.blocks import Block, ParseError
+from ragkb.htmlprep import prepare_html
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ def partition(path: Path, doc_type: str, text: str | None = None) -> list[Any]:
     _use_packaged_spacy_model()
     module_name, func_name = PARTITIONERS[doc_type]
     func: Callable[..., list[Any]] = getattr(importlib.import_module(module_name), func_name)
+    if doc_type == "html" and text is not None:
+        text = prepare_html(text)  # page furniture out, admonitions and definitions reshaped
     kwargs: dict[str, Any] = {"filename": str(path)} if text is None else {"text": text}
     if doc_type == "pdf":
         # hi_res needs layout models from a hub; fast reads the text layer with page numbers.

@@ -31,7 +31,8 @@ from ragkb.runtime import Runtime
 # Bump when chunking or payload layout changes: every doc gets a new id and is rebuilt once.
 # 2: payload `locations` (per-path folders and ACL) replaced `paths`/`dirs`/`path_acl`.
 # 3: PDF sections from the outline, printed page labels (`page_label`), no TOC chunks; short
-#    elements packed, lead-ins kept with what they introduce.
+#    elements packed, lead-ins kept with what they introduce; HTML without navigation, TOCs and
+#    footers, admonitions in their section, definition terms with their descriptions.
 PIPELINE_VERSION = "3"
 # Documents are embedded and committed in batches: one encode call over many small files is
 # several times faster than one per file, and a commit per file costs fsyncs.
