@@ -166,7 +166,8 @@ def answers(
 ) -> None:
     """Gold-span coverage, answer length, citation truth, abstention on unanswerable questions and
     latency per generation backend; with --tune, the extractive selector's calibration."""
-    from ragkb.eval.answers import evaluate_answers, tune_extractive
+    from ragkb.eval.answers import evaluate_answers
+    from ragkb.eval.calibration import tune_extractive
 
     _quiet()
     if scope not in ("policy", "all") or unanswerable_split not in ("dev", "test"):
