@@ -85,12 +85,13 @@ class LlamaIndexBaseline:
         self.client = QdrantClient(path=str(qdrant_path))
         self.index: Any = None
 
-    def ingest(self, folder: Path, collection: str) -> dict[str, Any]:
+    def ingest(self, folder: Path, collection: str, **reader: Any) -> dict[str, Any]:
+        """`reader`: SimpleDirectoryReader options (e.g. recursive) for folders the defaults skip."""
         from llama_index.core import SimpleDirectoryReader, StorageContext, VectorStoreIndex
         from llama_index.vector_stores.qdrant import QdrantVectorStore
 
         started = time.perf_counter()
-        documents = SimpleDirectoryReader(str(folder)).load_data()
+        documents = SimpleDirectoryReader(str(folder), **reader).load_data()
         store = QdrantVectorStore(client=self.client, collection_name=collection)
         context = StorageContext.from_defaults(vector_store=store)
         self.index = VectorStoreIndex.from_documents(documents, storage_context=context, embed_model=self.embed_model)

@@ -51,7 +51,7 @@ def _base_settings(home: Optional[Path], chunk_words: Optional[int], **overrides
 
 def _quiet() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("sentence_transformers", "transformers", "httpx", "unstructured", "pdfminer"):
+    for noisy in ("sentence_transformers", "transformers", "httpx", "unstructured", "pdfminer", "llama_index"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
 
@@ -229,6 +229,41 @@ def relevance(
         save.parent.mkdir(parents=True, exist_ok=True)
         save.write_text(text)
     print(text)
+
+
+@eval_app.command("docbench")
+def docbench(
+    questions: Annotated[Path, typer.Option(help="Question set (JSON lines)")] = Path("eval/docbench_questions.jsonl"),
+    cache: Annotated[Optional[Path], typer.Option(help="Debian packages and corpus (default $RAGKB_DOCBENCH_CACHE or ~/.cache/ragkb-eval/docbench)")] = None,
+    home: Annotated[Optional[Path], typer.Option(help="RAGKB_HOME for the run, emptied first (default <cache>/home)")] = None,
+    keep_home: Annotated[bool, typer.Option("--keep-home", help="Reuse the home's collection (ingest only what changed)")] = False,
+    baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="Also score plain llama-index")] = True,
+    check: Annotated[bool, typer.Option("--check", help="Only check the questions' gold against the manuals")] = False,
+    save: Annotated[Optional[Path], typer.Option(help="Write the JSON result to this file")] = Path("eval/docbench.json"),
+) -> None:
+    """Documentation benchmark on pinned Debian manuals (PDF + HTML): file hit@1/@5, answer passage
+    in the top 5, cited section and printed page, beside a plain llama-index baseline."""
+    from ragkb.eval.debcorpus import cache_dir, ensure_corpus
+    from ragkb.eval.docbench import fresh_home, load_questions, run_docbench
+    from ragkb.eval.docgold import check_questions
+
+    _quiet()
+    log = lambda message: err.print(f"[dim]{message}[/dim]", highlight=False)  # noqa: E731
+    with _exit_codes((FileNotFoundError, ValueError)):
+        folder = cache_dir(cache)
+        corpus = ensure_corpus(folder, log)
+        problems = check_questions(load_questions(questions), corpus)
+        for qid, found in problems.items():
+            err.print(f"[red]{qid}[/red]: {'; '.join(found)}", highlight=False)
+        if check or problems:
+            raise typer.Exit(1 if problems else 0)
+        settings = _base_settings(fresh_home(home or folder / "home", keep_home), None)
+        result = run_docbench(questions, corpus, settings, baseline=baseline, log=log)
+    text = json.dumps(result, indent=2)
+    if save:
+        save.parent.mkdir(parents=True, exist_ok=True)
+        save.write_text(text)
+    print(json.dumps({name: system["metrics"]["all"] for name, system in result["systems"].items()}, indent=2))
 
 
 if __name__ == "__main__":  # `python -m ragkb.eval.cli ...` works without the `ragkb eval` entry too
