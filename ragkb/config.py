@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     # brute force in Python, for small bases and as the reference in tests).
     embedded_store: Literal["edge", "local"] = "edge"
     qdrant_api_key: SecretStr | None = None
+    # The service builds the embedded store's HNSW index (in a child process, queries keep
+    # being answered) when its ingest queue goes idle with at least this many points unindexed:
+    # until then they are searched exactly, 42 ms p95 at 100k instead of 21 (eval/RESULTS.md §9).
+    optimize_min_points: int = 20_000
     # Only honoured when a server creates the collection (scale-out on a Qdrant cluster).
     shard_number: int = 1
     replication_factor: int = 1

@@ -567,7 +567,7 @@ def test_edge_migration_restarts_after_a_crash(tmp_path: Path, corpus) -> None:
     settings = Settings(home=tmp_path)
     _filled("local", tmp_path, corpus[:30]).close()
     half_built = shard_path(settings, COLLECTION).with_name(COLLECTION + ".migrating")
-    half = EdgeStore._at(settings, COLLECTION, half_built)
+    half = EdgeStore(settings, COLLECTION, half_built)
     half.ensure_collection(384)
     half.upsert(corpus[:3])
     half.close()

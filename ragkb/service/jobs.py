@@ -3,6 +3,14 @@
 Jobs are journaled in `ServiceState` before they run, so a service killed mid-ingest runs the
 job again when it starts; the ingest itself is crash-safe (the manifest protocol), so the
 second run finishes the work without duplicates. Deletions take the same writer lock.
+
+Maintenance: once the queue has been idle for `MAINTENANCE_IDLE_S` (after the service starts,
+after each job), the embedded store indexes what was added (`optimize_in_background`, when
+`optimize_min_points` points are unindexed) in a child process while questions keep being
+answered. It runs in the queue's thread, so no job writes meanwhile, and a job submitted
+meanwhile stops it (it runs again at the next idle time); it does not take the writer lock, so
+a deletion never waits for it: the store then discards the optimized copy, which lacks the
+deletion.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from ragkb.service.state import ServiceState
 log = logging.getLogger(__name__)
 
 MAX_QUEUED = 100
+MAINTENANCE_IDLE_S = 30.0  # a burst of small jobs (a UI upload per file) is indexed once, after it
 
 
 class IngestQueue:
@@ -74,8 +83,14 @@ class IngestQueue:
             self._writer.release()
 
     def _work(self) -> None:
+        maintenance_due = True  # also for a base ingested by the CLI before the service started
         while True:
-            job_id = self._queue.get()
+            try:
+                job_id = self._queue.get(timeout=MAINTENANCE_IDLE_S if maintenance_due else None)
+            except queue.Empty:
+                maintenance_due = False
+                self._maintain()
+                continue
             if job_id is None:
                 return
             job = self.state.job(job_id)
@@ -83,6 +98,15 @@ class IngestQueue:
                 continue
             with self._writer:
                 self._run(job)
+            maintenance_due = True
+
+    def _maintain(self) -> None:
+        try:
+            self.runtime.store.optimize_in_background(should_stop=lambda: not self._queue.empty())
+        except RagkbError as exc:
+            log.warning("could not index the store: %s", exc)
+        except Exception:  # maintenance must not kill the queue thread either
+            log.exception("indexing the store failed")
 
     def _run(self, job: dict[str, Any]) -> None:
         job_id = job["job_id"]

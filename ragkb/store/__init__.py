@@ -13,7 +13,7 @@ is opened, waits for it a bounded time, and then says the base is busy (exit 75)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from qdrant_client import models
@@ -21,10 +21,11 @@ from qdrant_client import models
 from ragkb.config import Settings
 from ragkb.errors import StoreError
 from ragkb.locks import HomeLock
+from ragkb.store.optimizer import Optimized
 from ragkb.store.qdrant import Hit, NewPoint, QdrantStore
 from ragkb.store.schema import SearchMode
 
-__all__ = ["Hit", "NewPoint", "Store", "StoreError", "open_store"]
+__all__ = ["Hit", "NewPoint", "Optimized", "Store", "StoreError", "open_store"]
 
 
 class Store(Protocol):
@@ -50,6 +51,7 @@ class Store(Protocol):
         mode: SearchMode = "hybrid",
     ) -> list[Hit]: ...
     def optimize(self) -> bool: ...
+    def optimize_in_background(self, should_stop: Callable[[], bool] | None = None) -> Optimized: ...
     def close(self) -> None: ...
 
 
@@ -82,7 +84,8 @@ def open_store(settings: Settings, collection: str | None = None, wait_s: float 
         if settings.embedded_store == "local":
             store: Any = QdrantStore(settings, name)
         else:
-            from ragkb.store.edge import EdgeStore, migrate_local_collection
+            from ragkb.store.edge import EdgeStore
+            from ragkb.store.migrate import migrate_local_collection
 
             migrate_local_collection(settings, name)  # a base written by qdrant-client's local mode, once
             store = EdgeStore(settings, name)

@@ -3,25 +3,29 @@
 Why: qdrant-client's path mode is brute force in Python (hybrid + ACL ~6.6 s at 100k points);
 Qdrant Edge runs the real segment/WAL/HNSW/sparse-index code of the server (milliseconds), so the
 embedded store scales to the sizes a department base reaches. A Qdrant server by URL stays on
-`ragkb.store.qdrant.QdrantStore`. (Longer than most modules: the filter translator and the
-one-time migration from qdrant-client's local mode exist only for this engine, so they live here.)
+`ragkb.store.qdrant.QdrantStore`. Beside it: `edge_filters` (filters translated for the engine),
+`optimizer` (indexes built without stalling queries), `migrate` (once, from qdrant-client's
+local mode).
 
-`EdgeStore` has exactly the methods and semantics of `ragkb.store.qdrant.QdrantStore` and reads the same
-filters (qdrant-client `models.Filter`, built by `ragkb.store.schema`), translated once here. It is
-an adapter and nothing else: Qdrant Edge is beta, so the less code leans on it, the cheaper a
-version change. What the engine does differently, measured on 0.9.0:
+`EdgeStore` has exactly the methods and semantics of `ragkb.store.qdrant.QdrantStore` and reads
+the same filters (qdrant-client `models.Filter`, built by `ragkb.store.schema`). It is an adapter
+and nothing else: Qdrant Edge is beta, so the less code leans on it, the cheaper a version
+change. What the engine does differently, measured on 0.9.0:
 
 * One shard = one directory (`RAGKB_HOME/edge/<collection>`); there are no collections.
-* Locking: none here. A second process that opens a shard breaks the first one's next flush
-  (DESIGN, 2026-11-26), so the caller takes ragkb's flock on `RAGKB_HOME/store.lock` *before*
-  constructing an EdgeStore, and keeps it until `close()`.
-* Threads: safe without a lock of ours. Every binding method holds the GIL for its whole run
-  (the pyo3 methods never release it: a pure-Python ticker thread ticked once during a 27 s
-  optimize), so calls from several threads are serialised by the interpreter, and the Rust
-  shard below is itself synchronised (WAL mutex, segment-holder RwLock, update lock). The cost:
-  a long call stalls every Python thread of the process, not only store users (see
-  `optimize()`). Checked with threads querying while a thread upserts, rewrites payloads and
-  deletes (tests/test_store.py::test_edge_threads_query_while_writing).
+* Locking between processes: none here. A second process that opens a shard breaks the first
+  one's next flush (DESIGN, 2026-11-26), so the caller takes ragkb's flock on
+  `RAGKB_HOME/store.lock` *before* constructing an EdgeStore, and keeps it until `close()`.
+  The optimizer child opens a copy in another directory, never the shard.
+* Threads: every binding method holds the GIL for its whole run (the pyo3 methods never release
+  it: a pure-Python ticker thread ticked once during a 27 s optimize), so calls from several
+  threads are serialised by the interpreter, and the Rust shard below is itself synchronised
+  (WAL mutex, segment-holder RwLock, update lock). The cost: a long call stalls every Python
+  thread of the process, not only store users (see `optimize()`). Checked with threads querying
+  while a thread upserts, rewrites payloads and deletes (tests/test_store.py::
+  test_edge_threads_query_while_writing). Our one lock, a readers-writer gate, exists for
+  `optimize_in_background`: every engine call holds it shared, swapping in the optimized shard
+  and closing hold it exclusively, so no call meets a shard being replaced.
 * Durability: `update` writes the WAL before it returns, so an acknowledged upsert survives the
   process being killed (kill -9 after upserts, then reopen: every point is there and WAL replay
   restores it; tests/test_store.py::test_edge_kill9_keeps_acknowledged_points). That is the same
@@ -34,9 +38,15 @@ version change. What the engine does differently, measured on 0.9.0:
 * Sparse IDF counts deleted points until a vacuum (optimize, once >= 20 % of a segment of
   >= 1000 points is deleted) rewrites their segment, as a server's does; local mode recounts at
   once. BM25 scores drift a little after deletes; ranks barely.
-* HNSW: `optimize()` is manual and blocking (see its docstring); until it runs, search is
-  exact over plain segments: fine at 20k points (hybrid + ACL p50 3.6 ms), 17-19 ms p50 / 42 ms
-  p95 at 100k, 175 / 246 ms at 1M (eval/store_bench.json, 2 cores under load 6-14).
+* HNSW: the engine never indexes by itself; until it does, search is exact over plain segments:
+  fine at 20k points (hybrid + ACL p50 3.6 ms), 17-19 ms p50 / 42 ms p95 at 100k, 175 / 246 ms
+  at 1M (eval/store_bench.json, 2 cores under load 6-14). `optimize()` indexes in-process and
+  stalls the process; `optimize_in_background()` indexes a copy in a child process and swaps it
+  in, queries wait only for the swap (ragkb.store.optimizer). The service runs it when its
+  ingest queue goes idle with at least `optimize_min_points` points unindexed
+  (ragkb.service.jobs). A CLI ingest does not: it would hold the store lock, and so keep
+  `ragkb ask` out, for the whole optimize (~15 min at 100k); the service indexes such a base
+  once it runs.
 """
 
 from __future__ import annotations
@@ -44,9 +54,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
 import time
-import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +66,9 @@ from qdrant_client import models
 
 from ragkb.config import Settings
 from ragkb.errors import StoreError
+from ragkb.store import optimizer
+from ragkb.store.edge_filters import to_edge_filter
+from ragkb.store.optimizer import Optimized, ReadWriteLock
 from ragkb.store.qdrant import Hit, NewPoint, dense_of
 from ragkb.store.schema import DENSE, INDEXED_KEYWORDS, SPARSE, SearchMode, doc_filter
 
@@ -64,6 +78,7 @@ log = logging.getLogger(__name__)
 RRF_K = 2
 _SCROLL_PAGE = 512
 _CONFIG_FILE = "edge_config.json"  # the engine's persisted config: the only way to read the dim
+_WRITTEN = "the store was written to during the optimize; the copy would lose that write"
 
 
 def shard_path(settings: Settings, collection: str) -> Path:
@@ -78,22 +93,16 @@ def shard_exists(path: Path) -> bool:
 class EdgeStore:
     """One collection as one Qdrant Edge shard. The caller holds ragkb's store lock (see module)."""
 
-    def __init__(self, settings: Settings, collection: str) -> None:
+    def __init__(self, settings: Settings, collection: str, path: Path | None = None) -> None:
+        """`path`: another directory than the collection's (the migration builds its shard aside)."""
         self.settings = settings
         self.collection = collection
-        self.path = shard_path(settings, collection)
-        self._shard: qe.EdgeShard | None = None
-        if shard_exists(self.path):
-            self._shard = _engine(f"cannot open the embedded store at {self.path}", qe.EdgeShard.load, str(self.path))
-
-    @classmethod
-    def _at(cls, settings: Settings, collection: str, path: Path) -> EdgeStore:
-        """A store on another directory (the migration builds its shard aside, then renames it)."""
-        store = cls.__new__(cls)
-        store.settings, store.collection, store.path, store._shard = settings, collection, path, None
-        if shard_exists(path):
-            store._shard = _engine(f"cannot open the embedded store at {path}", qe.EdgeShard.load, str(path))
-        return store
+        self.path = path or shard_path(settings, collection)
+        self._gate = ReadWriteLock()  # shared: each engine call; exclusive: replacing or closing the shard
+        self._writes = 0  # updates so far: a background optimize discards its copy if this moved
+        self._job: optimizer.Job | None = None
+        self._job_lock = threading.Lock()
+        self._shard: qe.EdgeShard | None = optimizer.recover(self.path, _load)  # after a crash mid-swap too
 
     # --- schema ------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -115,17 +124,17 @@ class EdgeStore:
                 sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
             )
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._shard = _engine(f"cannot create the embedded store at {self.path}", qe.EdgeShard.create, str(self.path), config)
+            with self._gate.exclusive():
+                self._shard = _engine(f"cannot create the embedded store at {self.path}", qe.EdgeShard.create, str(self.path), config)
         # Also on an existing shard: a crash between create and the indexes leaves them missing.
-        present = set(self._shard.info().payload_schema)
+        with self._gate.shared():
+            present = set(self._shard.info().payload_schema) if self._shard is not None else set()
         for key in INDEXED_KEYWORDS:
             if key not in present:
                 self._update(qe.UpdateOperation.create_field_index(key, _keyword_index(key)))
 
     def drop(self) -> None:
-        if self._shard is not None:
-            self._shard.close()
-            self._shard = None
+        self.close()
         if self.path.exists():
             shutil.rmtree(self.path)
 
@@ -149,20 +158,20 @@ class EdgeStore:
 
     # --- reads -------------------------------------------------------------------------------
     def count(self, query_filter: models.Filter | None = None) -> int:
-        if self._shard is None:
-            return 0
         request = qe.CountRequest(exact=True, filter=to_edge_filter(query_filter))
-        return _engine("counting in the embedded store failed", self._shard.count, request)
+        with self._gate.shared():
+            return _engine("counting in the embedded store failed", self._shard.count, request) if self._shard is not None else 0
 
     def scroll(self, query_filter: models.Filter | None = None, fields: Iterable[str] | bool = True) -> Iterator[Hit]:
-        if self._shard is None:
-            return
         edge_filter = to_edge_filter(query_filter)
         with_payload = list(fields) if not isinstance(fields, bool) else fields
         offset = None
-        while True:
+        while True:  # the gate per page, never across a yield: the consumer may call the store
             request = qe.ScrollRequest(offset=offset, limit=_SCROLL_PAGE, filter=edge_filter, with_payload=with_payload)
-            records, offset = _engine("reading the embedded store failed", self._shard.scroll, request)
+            with self._gate.shared():
+                if self._shard is None:
+                    return
+                records, offset = _engine("reading the embedded store failed", self._shard.scroll, request)
             for record in records:
                 yield Hit(str(record.id), 0.0, record.payload or {})
             if offset is None:
@@ -177,8 +186,6 @@ class EdgeStore:
         mode: SearchMode = "hybrid",
     ) -> list[Hit]:
         """One engine query; the filter goes into every prefetch so ACLs bind before ranking."""
-        if self._shard is None:
-            return []
         sparse_query = qe.SparseVector(sparse[0], sparse[1]) if sparse and sparse[0] else None
         if mode == "hybrid" and (sparse_query is None or dense is None):
             mode = "dense" if sparse_query is None else "sparse"  # a stop-word-only question has no keywords
@@ -208,7 +215,10 @@ class EdgeStore:
                 with_payload=True,
                 with_vector=[DENSE],
             )
-        points = _engine("searching the embedded store failed", self._shard.query, request)
+        with self._gate.shared():
+            if self._shard is None:
+                return []
+            points = _engine("searching the embedded store failed", self._shard.query, request)
         return [Hit(str(p.id), float(p.score), p.payload or {}, dense_of(p.vector)) for p in points]
 
     # --- maintenance -------------------------------------------------------------------------
@@ -223,141 +233,121 @@ class EdgeStore:
         only touches segments not yet optimized: after 20k points (18 s at load 2), adding 2k
         and optimizing again took 0.0 s (new points stay in the plain appendable segment until
         it passes the indexing threshold), so only bulk loads pay the long run.
-        Run it where nobody waits (end of a CLI or nightly ingest, a maintenance command), never
-        per upsert. Not needed for correctness: unoptimized plain segments answer exactly.
+        Run it where nobody waits, never per upsert; where queries are served, use
+        `optimize_in_background`. Not needed for correctness: plain segments answer exactly.
         """
-        if self._shard is None:
-            return False
-        return _engine("optimizing the embedded store failed", self._shard.optimize)
+        with self._gate.shared():
+            return _engine("optimizing the embedded store failed", self._shard.optimize) if self._shard is not None else False
+
+    def optimize_in_background(self, should_stop: Callable[[], bool] | None = None) -> Optimized:
+        """What `optimize()` does, in a child process on a copy of the shard, then swapped in
+        (ragkb.store.optimizer): the calling thread waits for it, every other thread keeps
+        querying, and waits only for the swap. Skipped unless `settings.optimize_min_points`
+        points (at least one) are unindexed. Writing meanwhile is allowed and discards the copy;
+        so do `close()` and `should_stop()` returning True (polled every 0.2 s). Needs free disk
+        for the copy and its new segments, about twice the shard's size.
+        """
+        began = time.perf_counter()
+        with self._job_lock:
+            if self._job is not None:
+                return Optimized("skipped", "a background optimize is already running")
+            job = self._job = optimizer.Job(self.path)
+        try:
+            result = self._optimize_aside(job, should_stop)
+        except (OSError, StoreError) as exc:
+            result = Optimized("failed", str(exc))
+        finally:
+            job.cancel()
+            job.discard()
+            with self._job_lock:
+                self._job = None
+        result = replace(result, seconds=round(time.perf_counter() - began, 1))
+        level = {"failed": logging.WARNING, "skipped": logging.DEBUG}.get(result.outcome, logging.INFO)
+        log.log(level, "background optimize of '%s': %s (%s; %.1f s)", self.collection, result.outcome, result.detail, result.seconds)
+        return result
+
+    def unindexed_points(self) -> int:
+        """Points whose dense vector is in no HNSW index yet (searched exactly, so slower). The
+        engine reports only how many vectors are indexed, dense and sparse together, and indexes
+        every non-empty sparse vector as it arrives: a point with an empty one counts here too."""
+        with self._gate.shared():
+            info = self._shard.info() if self._shard is not None else None
+        return max(0, 2 * info.points_count - info.indexed_vectors_count) if info is not None else 0
 
     def close(self) -> None:
-        """Close the shard (the engine flushes on close). The caller then releases its lock."""
-        if self._shard is not None:
+        """Stop a background optimize (its child killed, its copy removed), then close the shard
+        (the engine flushes on close). The caller then releases its lock."""
+        with self._job_lock:
+            job = self._job
+        if job is not None:
+            job.cancel()
+        with self._gate.exclusive():
+            if self._shard is not None:
+                shard, self._shard = self._shard, None
+                shard.close()
+        if job is not None:
+            job.discard()  # its thread cannot copy any more: it copies under the gate, if a shard is open
+
+    def _optimize_aside(self, job: optimizer.Job, should_stop: Callable[[], bool] | None) -> Optimized:
+        unindexed = self.unindexed_points()
+        if unindexed == 0 or unindexed < self.settings.optimize_min_points:
+            return Optimized("skipped", f"{unindexed} points unindexed, fewer than optimize_min_points={self.settings.optimize_min_points}")
+        with self._gate.shared():
+            if self._shard is None:
+                return Optimized("stopped", "the store was closed")
+            writes = self._writes
+            _engine("flushing the embedded store failed", self._shard.flush)
+            no_room = job.make_copy()
+        if no_room:
+            return Optimized("skipped", no_room)
+
+        def stop() -> Optimized | None:
+            if self._writes != writes:
+                return Optimized("discarded", _WRITTEN)
+            return Optimized("stopped", "asked to stop") if should_stop is not None and should_stop() else None
+
+        return job.run(stop) or self._swap_in(writes)
+
+    def _swap_in(self, writes: int) -> Optimized:
+        """Replace the shard by its optimized copy: queries wait here, for a close, two renames
+        and a load. A copy that does not load or misses points is refused; the old shard stays."""
+        began = time.perf_counter()
+        with self._gate.exclusive():
+            if self._shard is None:
+                return Optimized("stopped", "the store was closed")
+            if self._writes != writes:
+                return Optimized("discarded", _WRITTEN)
+            points = _engine("counting in the embedded store failed", self._shard.count, qe.CountRequest(exact=True))
+
+            def load(path: Path) -> qe.EdgeShard | None:
+                loaded = _load(path)
+                held = loaded.count(qe.CountRequest(exact=True)) if loaded is not None else 0
+                if held != points:
+                    if loaded is not None:
+                        loaded.close()
+                    raise StoreError(f"the optimized copy holds {held} points, the shard {points}")
+                return loaded
+
             shard, self._shard = self._shard, None
-            shard.close()
+            try:
+                _engine("closing the embedded store failed", shard.close)
+                self._shard, refused = optimizer.swap(self.path, load)
+            except (OSError, StoreError) as exc:  # put back whichever step it stopped at
+                self._shard = optimizer.recover(self.path, _load)
+                return Optimized("failed", f"swapping in the optimized copy failed: {exc}")
+        if refused:
+            return Optimized("failed", refused)
+        shutil.rmtree(optimizer.retired(self.path), ignore_errors=True)
+        return Optimized("swapped", f"queries waited {time.perf_counter() - began:.2f} s for the swap")
 
     def _update(self, operation: qe.UpdateOperation) -> None:
-        if self._shard is None:
-            raise StoreError(f"collection '{self.collection}' does not exist in {self.path}")
-        _engine("writing to the embedded store failed", self._shard.update, operation)
-
-
-# --- filters -------------------------------------------------------------------------------------
-def to_edge_filter(query_filter: models.Filter | None) -> qe.Filter | None:
-    """qdrant-client's filter models -> the engine's classes, for what `schema` builds.
-
-    Covers must/should/must_not over FieldCondition (MatchValue, MatchAny, MatchExcept),
-    NestedCondition and nested Filters. Anything else raises ValueError: a silently dropped
-    condition could be an ACL that no longer binds.
-    """
-    if query_filter is None:
-        return None
-    if not isinstance(query_filter, models.Filter):
-        raise ValueError(f"not a qdrant_client Filter: {type(query_filter).__name__}")
-    if query_filter.min_should is not None:
-        raise ValueError("min_should is not supported by the embedded store adapter")
-    return qe.Filter(
-        must=_conditions(query_filter.must),
-        should=_conditions(query_filter.should),
-        must_not=_conditions(query_filter.must_not),
-    )
-
-
-def _conditions(conditions: Any) -> list[Any] | None:
-    if conditions is None:
-        return None
-    if not isinstance(conditions, list):  # qdrant-client accepts one condition as well as a list
-        conditions = [conditions]
-    return [_condition(c) for c in conditions]
-
-
-def _condition(condition: Any) -> Any:
-    if isinstance(condition, models.Filter):
-        return to_edge_filter(condition)
-    if isinstance(condition, models.NestedCondition):
-        return qe.NestedCondition(condition.nested.key, to_edge_filter(condition.nested.filter))  # type: ignore[arg-type]
-    if isinstance(condition, models.FieldCondition):
-        others = {"range", "geo_bounding_box", "geo_radius", "geo_polygon", "values_count", "is_empty", "is_null"}
-        used = sorted(name for name in others if getattr(condition, name, None) is not None)
-        if used or condition.match is None:
-            raise ValueError(f"field condition on '{condition.key}' uses {used or 'no match'}: not supported by the adapter")
-        return qe.FieldCondition(condition.key, match=_match(condition.key, condition.match))
-    raise ValueError(f"filter condition {type(condition).__name__} is not supported by the embedded store adapter")
-
-
-def _match(key: str, match: Any) -> Any:
-    if isinstance(match, models.MatchValue):
-        return qe.MatchValue(match.value)
-    if isinstance(match, models.MatchAny):
-        return qe.MatchAny(list(match.any))
-    if isinstance(match, models.MatchExcept):
-        return qe.MatchExcept(list(match.except_))
-    raise ValueError(f"match {type(match).__name__} on '{key}' is not supported by the embedded store adapter")
-
-
-# --- migration from qdrant-client's path mode ----------------------------------------------------
-def migrate_local_collection(settings: Settings, collection: str, page: int = 2048) -> int | None:
-    """Copy a collection of the old qdrant-client local folder (`RAGKB_HOME/qdrant`) into a new
-    shard; the number of points copied, or None when there is nothing to migrate (no such
-    collection there, or its shard exists already).
-
-    The caller holds ragkb's store lock. The shard is built beside its final place and renamed
-    when complete, so a crash mid-copy leaves no half shard that would later look migrated (the
-    next call starts over). The old folder is renamed `qdrant.migrated-<timestamp>` once every
-    collection in it has a shard: renaming it earlier would hide collections not yet migrated
-    (each is migrated when first opened). Vectors are copied as stored: no re-embedding. Pages
-    are large because local mode sorts every id for each scroll page (quadratic in pages).
-    """
-    from qdrant_client import QdrantClient
-
-    source = settings.qdrant_path
-    target = shard_path(settings, collection)
-    if shard_exists(target) or not (source / "collection" / collection).is_dir():
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # local mode warns above 20k points: it is being retired
-        client = QdrantClient(path=str(source))
-    try:
-        vectors = client.get_collection(collection).config.params.vectors
-        if not isinstance(vectors, dict) or DENSE not in vectors:
-            raise StoreError(f"collection '{collection}' in {source} has no '{DENSE}' vector: not a ragkb collection")
-        building = target.with_name(target.name + ".migrating")
-        if building.exists():
-            shutil.rmtree(building)  # left by a migration that was killed
-        store = EdgeStore._at(settings, collection, building)
-        copied = 0
-        try:
-            store.ensure_collection(vectors[DENSE].size)
-            offset = None
-            while True:
-                points, offset = client.scroll(collection, limit=page, offset=offset, with_payload=True, with_vectors=True)
-                store.upsert([_new_point(point) for point in points])
-                copied += len(points)
-                if offset is None:
-                    break
-        finally:
-            store.close()
-        building.rename(target)
-        remaining = [c.name for c in client.get_collections().collections if not shard_exists(shard_path(settings, c.name))]
-    finally:
-        client.close()
-    log.info("migrated %d points of '%s' from %s to %s", copied, collection, source, target)
-    if not remaining:
-        retired = source.with_name(f"{source.name}.migrated-{time.strftime('%Y%m%dT%H%M%S')}")
-        source.rename(retired)
-        log.info("moved the old embedded store to %s", retired)
-    return copied
-
-
-def _new_point(point: models.Record) -> NewPoint:
-    vector = point.vector if isinstance(point.vector, dict) else {}
-    sparse = vector.get(SPARSE)
-    return NewPoint(
-        id=str(point.id),
-        dense=list(vector[DENSE]),  # type: ignore[arg-type]
-        sparse=(list(sparse.indices), list(sparse.values)) if isinstance(sparse, models.SparseVector) else ([], []),
-        payload=point.payload or {},
-    )
+        with self._gate.shared():
+            if self._shard is None:
+                raise StoreError(f"collection '{self.collection}' does not exist in {self.path}")
+            try:
+                _engine("writing to the embedded store failed", self._shard.update, operation)
+            finally:
+                self._writes += 1  # after the call: a background optimize that read the count before it sees it move
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -370,6 +360,12 @@ def _keyword_index(key: str) -> Any:
     if "[]." in key:
         return qe.KeywordIndexParams(nested=key.rsplit("[].", 1)[0])
     return qe.PayloadSchemaType.Keyword
+
+
+def _load(path: Path) -> qe.EdgeShard | None:
+    if not shard_exists(path):
+        return None
+    return _engine(f"cannot open the embedded store at {path}", qe.EdgeShard.load, str(path))
 
 
 def _stored_dim(path: Path) -> int | None:

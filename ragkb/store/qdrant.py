@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from qdrant_client import QdrantClient, models
 
 from ragkb.config import Settings
 from ragkb.errors import StoreError
+from ragkb.store.optimizer import Optimized
 from ragkb.store.schema import DENSE, INDEXED_KEYWORDS, SPARSE, SearchMode, doc_filter
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,9 @@ class QdrantStore:
     def optimize(self) -> bool:
         """A server and local mode index by themselves: nothing to do."""
         return False
+
+    def optimize_in_background(self, should_stop: Callable[[], bool] | None = None) -> Optimized:
+        return Optimized("skipped", "a Qdrant server indexes by itself; local mode has no index")
 
     def close(self) -> None:
         self.client.close()
