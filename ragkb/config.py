@@ -102,10 +102,12 @@ class Settings(BaseSettings):
 
     # --- retrieval ---------------------------------------------------------------------------
     top_k: int = 5
-    # DBSF over 100-deep prefetches: chosen on SciFact's train split (eval/RESULTS.md, tuning).
+    # Fusion over 100-deep prefetches: chosen on SciFact's train split (eval/RESULTS.md, tuning).
     prefetch_k: int = 100
     rerank_candidates: int = 20
-    fusion: Literal["rrf", "dbsf"] = "dbsf"
+    # max: each list normalised as DBSF does, a passage scores its better list + 0.85 x the
+    # other (ragkb.store.fusion); dbsf and rrf are the engine's own (eval/RESULTS.md §14).
+    fusion: Literal["max", "rrf", "dbsf"] = "max"
 
     # --- generation --------------------------------------------------------------------------
     # auto: Ollama, else a configured OpenAI-compatible server, else extractive (never llamacpp).

@@ -26,7 +26,7 @@ from qdrant_client.hybrid.fusion import reciprocal_rank_fusion
 from ragkb.config import Settings
 from ragkb.errors import StoreError
 from ragkb.sparse import document_vector, query_vector
-from ragkb.store import schema
+from ragkb.store import fusion, schema
 from ragkb.store.edge import EdgeStore, shard_path
 from ragkb.store.edge_filters import to_edge_filter
 from ragkb.store.migrate import migrate_local_collection
@@ -217,7 +217,7 @@ def _search_both(
 
 # --- congruence ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("filter_name", FILTERS)
-@pytest.mark.parametrize("mode,fusion", [("dense", "dbsf"), ("sparse", "dbsf"), ("hybrid", "dbsf"), ("hybrid", "rrf")])
+@pytest.mark.parametrize("mode,fusion", [("dense", "dbsf"), ("sparse", "dbsf"), ("hybrid", "dbsf"), ("hybrid", "rrf"), ("hybrid", "max")])
 def test_search_congruent(pair, questions, mode: str, fusion: str, filter_name: str) -> None:
     query_filter = _filter(filter_name)
     non_empty = compared = referenced = 0
@@ -265,6 +265,20 @@ def _prefetches(store: QdrantStore | EdgeStore, dense, sparse, limit: int, query
 def _rrf_reference(rankings: list[list[str]], limit: int) -> list[Hit]:
     responses = [[models.ScoredPoint(id=point, version=0, score=0.0) for point in ranking] for ranking in rankings]
     return [Hit(str(p.id), p.score, {}) for p in reciprocal_rank_fusion(responses, limit=limit, ranking_constant_k=2)]
+
+
+def test_max_fusion_keeps_first_a_passage_one_list_is_sure_of() -> None:
+    """BM25 is sure of `x` (an outlier at the top of its list) and dense search never found
+    it; `d8` is middling in both. DBSF's sum ranks d8 first; ragkb's fusion (better list +
+    0.85 x the other) ranks x first and still puts agreement above a single middling list."""
+    dense = [Hit(f"d{i}", round(0.70 - 0.02 * i, 2), {}, [float(i)]) for i in range(20)]
+    sparse = [Hit("x", 14.0, {}), Hit("d8", 6.0, {})] + [Hit(f"s{i}", 6.0 - 0.25 * i, {}) for i in range(18)]
+    by_dense, by_sparse = fusion.normalised(dense), fusion.normalised(sparse)
+    summed = sorted(set(by_dense) | set(by_sparse), key=lambda i: -(by_dense.get(i, 0) + by_sparse.get(i, 0)))
+    assert summed[:2] == ["d8", "x"]  # what the engine's DBSF returns
+    fused = fusion.fuse(dense, sparse, 3)
+    assert [hit.id for hit in fused] == ["x", "d8", "d0"]
+    assert fused[1].dense == [8.0]  # the dense hit's vector survives fusion (Passage.relevance)
 
 
 def test_filters_bind(pair, questions) -> None:

@@ -99,11 +99,13 @@ def load_questions(path: Path) -> list[Question]:
 def normalise(text: str) -> str:
     """Text as compared for containment: markup and entities removed (a raw-HTML chunk still
     holds its words), Unicode compatibility forms, typographic quotes and dashes as ASCII, case
-    folded, and no whitespace at all, so PDF extraction's spacing quirks neither hide nor fake
-    an answer while every character of the evidence must still be there, in order."""
+    folded, and only letters and digits kept, so PDF extraction's spacing quirks and a parser's
+    punctuation (the ": " ragkb puts between a definition term and its description) neither
+    hide nor fake an answer while every letter and digit of the evidence must still be there,
+    in order."""
     text = html.unescape(_TAG.sub(" ", text))
     text = unicodedata.normalize("NFKC", text).translate(_QUOTES).casefold()
-    return "".join(text.split())
+    return "".join(ch for ch in text if ch.isalnum())
 
 
 def contains(passage: str, evidence: str) -> bool:

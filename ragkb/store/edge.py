@@ -68,6 +68,7 @@ from ragkb.config import Settings
 from ragkb.errors import StoreError
 from ragkb.store import optimizer
 from ragkb.store.edge_filters import to_edge_filter
+from ragkb.store.fusion import hybrid_by_max
 from ragkb.store.optimizer import Optimized, ReadWriteLock
 from ragkb.store.qdrant import Hit, NewPoint, dense_of
 from ragkb.store.schema import DENSE, INDEXED_KEYWORDS, SPARSE, SearchMode, doc_filter
@@ -189,6 +190,8 @@ class EdgeStore:
         sparse_query = qe.SparseVector(sparse[0], sparse[1]) if sparse and sparse[0] else None
         if mode == "hybrid" and (sparse_query is None or dense is None):
             mode = "dense" if sparse_query is None else "sparse"  # a stop-word-only question has no keywords
+        if mode == "hybrid" and self.settings.fusion == "max":
+            return hybrid_by_max(self, dense, sparse, limit, query_filter)
         edge_filter = to_edge_filter(query_filter)
         if mode == "dense" or mode == "sparse":
             vector: Any = sparse_query if mode == "sparse" else (list(dense) if dense is not None else None)

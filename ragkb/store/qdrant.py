@@ -18,6 +18,7 @@ from qdrant_client import QdrantClient, models
 
 from ragkb.config import Settings
 from ragkb.errors import StoreError
+from ragkb.store.fusion import hybrid_by_max
 from ragkb.store.optimizer import Optimized
 from ragkb.store.schema import DENSE, INDEXED_KEYWORDS, SPARSE, SearchMode, doc_filter
 
@@ -167,6 +168,8 @@ class QdrantStore:
         sparse_query = models.SparseVector(indices=sparse[0], values=sparse[1]) if sparse and sparse[0] else None
         if mode == "hybrid" and (sparse_query is None or dense is None):
             mode = "dense" if sparse_query is None else "sparse"  # a stop-word-only question has no keywords
+        if mode == "hybrid" and self.settings.fusion == "max":
+            return hybrid_by_max(self, dense, sparse, limit, query_filter)
         if mode == "dense" or mode == "sparse":
             query: Any = sparse_query if mode == "sparse" else (list(dense) if dense is not None else None)
             if query is None:
