@@ -36,7 +36,8 @@ class Retrieval:
 
 
 class HybridRetriever(BaseRetriever):
-    """Dense + BM25 prefetch fused inside one Qdrant query."""
+    """Dense + BM25 search, fused by the store (ragkb's max fusion over two filtered engine
+    queries, or the engine's DBSF/RRF inside one)."""
 
     def __init__(
         self,

@@ -186,7 +186,8 @@ class EdgeStore:
         query_filter: models.Filter | None = None,
         mode: SearchMode = "hybrid",
     ) -> list[Hit]:
-        """One engine query; the filter goes into every prefetch so ACLs bind before ranking."""
+        """The filter goes into every engine query and prefetch so ACLs bind before ranking;
+        hybrid is two queries fused by `fusion` (RAGKB_FUSION=max) or one fused by the engine."""
         sparse_query = qe.SparseVector(sparse[0], sparse[1]) if sparse and sparse[0] else None
         if mode == "hybrid" and (sparse_query is None or dense is None):
             mode = "dense" if sparse_query is None else "sparse"  # a stop-word-only question has no keywords

@@ -162,7 +162,8 @@ class QdrantStore:
         query_filter: models.Filter | None = None,
         mode: SearchMode = "hybrid",
     ) -> list[Hit]:
-        """One Qdrant query; the filter goes into every prefetch so ACLs bind before ranking."""
+        """The filter goes into every query and prefetch so ACLs bind before ranking; hybrid is
+        two queries fused by `fusion` (RAGKB_FUSION=max) or one fused by Qdrant."""
         if not self.exists():
             return []
         sparse_query = models.SparseVector(indices=sparse[0], values=sparse[1]) if sparse and sparse[0] else None
