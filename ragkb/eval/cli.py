@@ -64,7 +64,7 @@ def retrieval(
     collection: Annotated[Optional[str], typer.Option(help="Collection name (default beir-<dataset>-<model>-<chunking>)")] = None,
     modes: Annotated[str, typer.Option(help="Comma-separated: dense,sparse,hybrid,rerank")] = "dense,sparse,hybrid,rerank",
     chunk_words: Annotated[int, typer.Option(help="Chunk size in words; 0 = whole documents (BEIR protocol)")] = 0,
-    fusion: Annotated[Optional[str], typer.Option(help="rrf or dbsf (default RAGKB_FUSION)")] = None,
+    fusion: Annotated[Optional[str], typer.Option(help="max, dbsf or rrf (default RAGKB_FUSION)")] = None,
     prefetch_k: Annotated[Optional[int], typer.Option(help="Hybrid prefetch depth (at least --depth)")] = None,
     depth: Annotated[int, typer.Option(help="Chunks retrieved per query; 0 = enough for Recall@100")] = 0,
     embed_model: Annotated[Optional[Path], typer.Option(help="Local sentence-transformers folder (RAGKB_EMBED_MODEL)")] = None,
@@ -83,8 +83,8 @@ def retrieval(
     if unknown:
         err.print(f"[red]error:[/red] unknown mode(s) {unknown}; choose from {', '.join(MODES)}")
         raise typer.Exit(2)
-    if fusion is not None and fusion not in ("rrf", "dbsf"):
-        err.print("[red]error:[/red] --fusion must be rrf or dbsf")
+    if fusion is not None and fusion not in ("max", "rrf", "dbsf"):
+        err.print("[red]error:[/red] --fusion must be max, dbsf or rrf")
         raise typer.Exit(2)
     settings = _base_settings(
         home, chunk_words, fusion=fusion, prefetch_k=prefetch_k, embed_model=embed_model,
