@@ -71,7 +71,7 @@ from ragkb.store.edge_filters import to_edge_filter
 from ragkb.store.fusion import hybrid_by_max
 from ragkb.store.optimizer import Optimized, ReadWriteLock
 from ragkb.store.qdrant import Hit, NewPoint, dense_of
-from ragkb.store.schema import DENSE, INDEXED_KEYWORDS, SPARSE, SearchMode, doc_filter
+from ragkb.store.schema import DENSE, INDEXED_KEYWORDS, SPARSE, SearchMode, doc_filter, search_mode
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +189,7 @@ class EdgeStore:
         """The filter goes into every engine query and prefetch so ACLs bind before ranking;
         hybrid is two queries fused by `fusion` (RAGKB_FUSION=max) or one fused by the engine."""
         sparse_query = qe.SparseVector(sparse[0], sparse[1]) if sparse and sparse[0] else None
-        if mode == "hybrid" and (sparse_query is None or dense is None):
-            mode = "dense" if sparse_query is None else "sparse"  # a stop-word-only question has no keywords
+        mode = search_mode(dense, sparse, mode)
         if mode == "hybrid" and self.settings.fusion == "max":
             return hybrid_by_max(self, dense, sparse, limit, query_filter)
         edge_filter = to_edge_filter(query_filter)

@@ -20,7 +20,7 @@ from ragkb.config import Settings
 from ragkb.errors import StoreError
 from ragkb.store.fusion import hybrid_by_max
 from ragkb.store.optimizer import Optimized
-from ragkb.store.schema import DENSE, INDEXED_KEYWORDS, SPARSE, SearchMode, doc_filter
+from ragkb.store.schema import DENSE, INDEXED_KEYWORDS, SPARSE, SearchMode, doc_filter, search_mode
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +167,7 @@ class QdrantStore:
         if not self.exists():
             return []
         sparse_query = models.SparseVector(indices=sparse[0], values=sparse[1]) if sparse and sparse[0] else None
-        if mode == "hybrid" and (sparse_query is None or dense is None):
-            mode = "dense" if sparse_query is None else "sparse"  # a stop-word-only question has no keywords
+        mode = search_mode(dense, sparse, mode)
         if mode == "hybrid" and self.settings.fusion == "max":
             return hybrid_by_max(self, dense, sparse, limit, query_filter)
         if mode == "dense" or mode == "sparse":

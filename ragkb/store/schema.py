@@ -10,6 +10,7 @@ entry per path (path, its folders, its ACL) and, for the ACL filter, the union `
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -176,3 +177,12 @@ def build_filter(groups: list[str] | None, filters: Filters | None, settings: Se
             inside.append(models.FieldCondition(key=LOC_ACL, match=models.MatchAny(any=allowed)))
         conditions.append(models.NestedCondition(nested=models.Nested(key=LOCATIONS, filter=models.Filter(must=inside))))
     return models.Filter(must=conditions) if conditions else None
+
+
+def search_mode(dense: Sequence[float] | None, sparse: tuple[list[int], list[float]] | None, mode: SearchMode) -> SearchMode:
+    """The search a backend can run: hybrid needs both vectors, and a stop-word-only question
+    has no keywords (an empty sparse vector), so it falls back to the list it has."""
+    has_keywords = bool(sparse and sparse[0])
+    if mode == "hybrid" and (dense is None or not has_keywords):
+        return "sparse" if has_keywords else "dense"
+    return mode
