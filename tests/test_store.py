@@ -244,6 +244,9 @@ def test_search_congruent(pair, questions, mode: str, fusion: str, filter_name: 
             for hit_local, hit_edge in zip(local, edge):
                 if hit_local.id == hit_edge.id:
                     assert hit_local.payload == hit_edge.payload
+            for hit in local + edge:  # max fusion reads them after fusing: each hit still has both
+                assert hit.payload.get(schema.DOC_ID), context
+                assert (hit.dense is not None) == (dense is not None), context
     if filter_name == "acl_folder_unreadable":
         assert not non_empty  # see test_filters_bind
     else:
@@ -265,6 +268,29 @@ def _prefetches(store: QdrantStore | EdgeStore, dense, sparse, limit: int, query
 def _rrf_reference(rankings: list[list[str]], limit: int) -> list[Hit]:
     responses = [[models.ScoredPoint(id=point, version=0, score=0.0) for point in ranking] for ranking in rankings]
     return [Hit(str(p.id), p.score, {}) for p in reciprocal_rank_fusion(responses, limit=limit, ranking_constant_k=2)]
+
+
+def test_bare_search_and_retrieve_congruent(pair, questions) -> None:
+    """What max fusion is built on: ids and scores only, then payload and vector by id, in the
+    order asked, a missing id left out."""
+    question, dense, sparse = questions[0]
+    query_filter = _filter("acl")
+    results = {}
+    for backend, store in pair.items():
+        full = store.search(dense, None, 8, query_filter, "dense")
+        bare = store.search(dense, None, 8, query_filter, "dense", with_payload=False)
+        assert [h.id for h in bare] == [h.id for h in full] and len(full) == 8
+        assert all(h.payload == {} and h.dense is None for h in bare)
+        wanted = [h.id for h in reversed(full)]
+        wanted.insert(3, schema.point_id("no-such-doc", 0))
+        got = store.retrieve(wanted)
+        assert [h.id for h in got] == [h.id for h in reversed(full)]
+        by_id = {h.id: h for h in full}
+        for hit in got:
+            assert hit.payload == by_id[hit.id].payload
+            assert hit.dense == pytest.approx(by_id[hit.id].dense, abs=1e-6)
+        results[backend] = got
+    assert [h.id for h in results["local"]] == [h.id for h in results["edge"]]
 
 
 def test_max_fusion_keeps_first_a_passage_one_list_is_sure_of() -> None:

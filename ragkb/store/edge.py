@@ -185,9 +185,11 @@ class EdgeStore:
         limit: int,
         query_filter: models.Filter | None = None,
         mode: SearchMode = "hybrid",
+        with_payload: bool = True,
     ) -> list[Hit]:
         """The filter goes into every engine query and prefetch so ACLs bind before ranking;
-        hybrid is two queries fused by `fusion` (RAGKB_FUSION=max) or one fused by the engine."""
+        hybrid is two queries fused by `fusion` (RAGKB_FUSION=max) or one fused by the engine.
+        `with_payload=False` returns ids and scores only (no payload, no vector)."""
         sparse_query = qe.SparseVector(sparse[0], sparse[1]) if sparse and sparse[0] else None
         mode = search_mode(dense, sparse, mode)
         if mode == "hybrid" and self.settings.fusion == "max":
@@ -201,8 +203,8 @@ class EdgeStore:
                 limit=limit,
                 query=qe.Query.Nearest(vector, using=DENSE if mode == "dense" else SPARSE),
                 filter=edge_filter,
-                with_payload=True,
-                with_vector=[DENSE] if dense is not None else False,
+                with_payload=with_payload,
+                with_vector=[DENSE] if dense is not None and with_payload else False,
             )
         else:
             depth = max(limit, self.settings.prefetch_k)
@@ -215,14 +217,26 @@ class EdgeStore:
                 ],
                 query=fusion,
                 filter=edge_filter,
-                with_payload=True,
-                with_vector=[DENSE],
+                with_payload=with_payload,
+                with_vector=[DENSE] if with_payload else False,
             )
         with self._gate.shared():
             if self._shard is None:
                 return []
             points = _engine("searching the embedded store failed", self._shard.query, request)
         return [Hit(str(p.id), float(p.score), p.payload or {}, dense_of(p.vector)) for p in points]
+
+    def retrieve(self, ids: Sequence[str]) -> list[Hit]:
+        """The points with these ids that exist, with payload and dense vector (score 0), in
+        the order asked."""
+        if not ids:
+            return []
+        with self._gate.shared():
+            if self._shard is None:
+                return []
+            records = _engine("reading the embedded store failed", self._shard.retrieve, list(ids), True, [DENSE])
+        found = {str(r.id): Hit(str(r.id), 0.0, r.payload or {}, dense_of(r.vector)) for r in records}
+        return [found[i] for i in ids if i in found]
 
     # --- maintenance -------------------------------------------------------------------------
     def optimize(self) -> bool:

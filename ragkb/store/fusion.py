@@ -38,12 +38,17 @@ def hybrid_by_max(
     limit: int,
     query_filter: models.Filter | None,
 ) -> list[Hit]:
-    """Both lists from the engine, `prefetch_k` deep, each with the filter; fused here. The
-    sparse list brings the dense vectors of its hits too, for `Passage.relevance`."""
+    """Both lists from the engine, `prefetch_k` deep, each with the filter, as ids and scores;
+    fused here; then payload and dense vector (for `Passage.relevance`) of the `limit` kept only.
+    Reading payloads for the 2 x 100 candidates cost 4-5x the two searches themselves (100k
+    points: hybrid + ACL p50 20 ms with them, eval/RESULTS.md §9). A point deleted between the
+    searches and the read is left out."""
     depth = max(limit, store.settings.prefetch_k)
-    by_meaning = store.search(dense, None, depth, query_filter, "dense")
-    by_words = store.search(dense, sparse, depth, query_filter, "sparse")
-    return fuse(by_meaning, by_words, limit)
+    by_meaning = store.search(dense, None, depth, query_filter, "dense", with_payload=False)
+    by_words = store.search(None, sparse, depth, query_filter, "sparse", with_payload=False)
+    fused = fuse(by_meaning, by_words, limit)
+    full = {hit.id: hit for hit in store.retrieve([hit.id for hit in fused])}
+    return [dataclasses.replace(full[hit.id], score=hit.score) for hit in fused if hit.id in full]
 
 
 def normalised(hits: list[Hit]) -> dict[str, float]:
@@ -63,7 +68,7 @@ def fuse(dense: list[Hit], sparse: list[Hit], limit: int) -> list[Hit]:
     """The `limit` best of both lists by max + AGREEMENT x min of their normalised scores."""
     by_dense, by_sparse = normalised(dense), normalised(sparse)
     hits = {hit.id: hit for hit in sparse}
-    hits.update({hit.id: hit for hit in dense})  # a dense hit carries its cosine as its score
+    hits.update({hit.id: hit for hit in dense})
     fused = []
     for point_id, hit in hits.items():
         a, b = by_dense.get(point_id, 0.0), by_sparse.get(point_id, 0.0)

@@ -161,9 +161,11 @@ class QdrantStore:
         limit: int,
         query_filter: models.Filter | None = None,
         mode: SearchMode = "hybrid",
+        with_payload: bool = True,
     ) -> list[Hit]:
         """The filter goes into every query and prefetch so ACLs bind before ranking; hybrid is
-        two queries fused by `fusion` (RAGKB_FUSION=max) or one fused by Qdrant."""
+        two queries fused by `fusion` (RAGKB_FUSION=max) or one fused by Qdrant.
+        `with_payload=False` returns ids and scores only (no payload, no vector)."""
         if not self.exists():
             return []
         sparse_query = models.SparseVector(indices=sparse[0], values=sparse[1]) if sparse and sparse[0] else None
@@ -180,8 +182,8 @@ class QdrantStore:
                 using=DENSE if mode == "dense" else SPARSE,
                 limit=limit,
                 query_filter=query_filter,
-                with_payload=True,
-                with_vectors=[DENSE] if dense is not None else False,
+                with_payload=with_payload,
+                with_vectors=[DENSE] if dense is not None and with_payload else False,
             )
         else:
             depth = max(limit, self.settings.prefetch_k)
@@ -195,10 +197,19 @@ class QdrantStore:
                 query=models.FusionQuery(fusion=fusion),
                 query_filter=query_filter,
                 limit=limit,
-                with_payload=True,
-                with_vectors=[DENSE],
+                with_payload=with_payload,
+                with_vectors=[DENSE] if with_payload else False,
             )
         return [Hit(str(p.id), float(p.score), p.payload or {}, dense_of(p.vector)) for p in response.points]
+
+    def retrieve(self, ids: Sequence[str]) -> list[Hit]:
+        """The points with these ids that exist, with payload and dense vector (score 0), in
+        the order asked."""
+        if not ids or not self.exists():
+            return []
+        records = self.client.retrieve(self.collection, list(ids), with_payload=True, with_vectors=[DENSE])
+        found = {str(r.id): Hit(str(r.id), 0.0, r.payload or {}, dense_of(r.vector)) for r in records}
+        return [found[i] for i in ids if i in found]
 
     def optimize(self) -> bool:
         """A server and local mode index by themselves: nothing to do."""
