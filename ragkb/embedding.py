@@ -1,6 +1,7 @@
 """Embedding runtimes: the packaged sentence-transformers model converted locally to OpenVINO IR
 or ONNX, run with sentence-transformers' own tokenisation, pooling and normalisation.
 
+int8 (`openvino-int8`) is the OpenVINO conversion quantized by ragkb.quantize.
 Conversion runs once per source folder and converter version, offline, under
 RAGKB_HOME/models/embeddings/: written under a temporary name and renamed into place, so readers
 see a complete conversion or none; a lock makes a racing process wait rather than convert again.
@@ -40,6 +41,7 @@ _LEGACY_POOLING = {  # sentence-transformers < 5 spelled the pooling mode as boo
     ("mean_sqrt_len_tokens", "mean_sqrt_len_tokens"), ("weightedmean_tokens", "weightedmean"), ("lasttoken", "lasttoken")]
 }
 MARKER = "ragkb-conversion.json"
+INT8 = "openvino-int8"  # the OpenVINO conversion quantized to int8 (ragkb.quantize)
 conversions = 0  # conversions done by this process (tests check that a second load reuses one)
 
 
@@ -170,6 +172,8 @@ class OpenVINOEncoder(CompiledEncoder):
         self._lock = threading.Lock()
         precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         precision = {"f32": "fp32", "f16": "fp16"}.get(precision, precision)
+        if "quantized" in json.loads((folder / MARKER).read_text()):
+            precision = f"int8 ({precision} elsewhere)"  # matmuls in int8, the rest (softmax, norms) as hinted
         self.label = f"openvino:CPU {precision}"
 
     def _infer(self, feed: dict[str, np.ndarray]) -> np.ndarray:
@@ -235,8 +239,12 @@ def conversion_key(source: Path, fmt: str) -> str:
     import torch
 
     versions = [CONVERTER_VERSION, fmt, torch.__version__]
-    if fmt == "openvino":
+    if fmt.startswith("openvino"):
         versions.append(import_openvino().__version__)
+    if fmt == INT8:
+        from ragkb import quantize
+
+        versions += [quantize.nncf_version(), quantize.CALIBRATION_VERSION]
     digest = hashlib.sha256("\n".join(versions + [str(source.resolve())]).encode())
     for file in sorted(p for p in source.rglob("*") if p.is_file()):
         stat = file.stat()
@@ -245,7 +253,8 @@ def conversion_key(source: Path, fmt: str) -> str:
 
 
 def converted_model(models_dir: Path, model: SentenceModel, fmt: str) -> Path:
-    """The folder holding `model` converted to `fmt` ("openvino" or "onnx"), converting once."""
+    """The folder holding `model` converted to `fmt` ("openvino", "openvino-int8" or "onnx"),
+    converting once; int8 is quantized from the "openvino" conversion (converted first)."""
     parent = models_dir / "embeddings"
     parent.mkdir(parents=True, exist_ok=True)
     target = parent / f"{model.path.parent.name}-{model.path.name}-{fmt}-{conversion_key(model.path, fmt)}"
@@ -258,9 +267,17 @@ def converted_model(models_dir: Path, model: SentenceModel, fmt: str) -> Path:
         temporary = parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             temporary.mkdir()
-            inputs = _export(model, fmt, temporary)
-            meta = {"source": str(model.path), "format": fmt, "inputs": inputs,
-                    "converter": CONVERTER_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            meta: dict[str, Any] = {"source": str(model.path), "format": fmt}
+            if fmt == INT8:
+                from ragkb import quantize
+
+                source = converted_model(models_dir, model, "openvino")
+                meta["inputs"] = json.loads((source / MARKER).read_text())["inputs"]
+                quantize.quantize_int8(model, source, temporary, meta["inputs"])
+                meta["quantized"] = f"int8, nncf {quantize.nncf_version()}, calibration {quantize.CALIBRATION_VERSION}"
+            else:
+                meta["inputs"] = _export(model, fmt, temporary)
+            meta.update(converter=CONVERTER_VERSION, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             (temporary / MARKER).write_text(json.dumps(meta, indent=1))
             if target.exists():  # a leftover without a marker: never complete, replace it
                 shutil.rmtree(target)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -119,7 +120,7 @@ def test_order_is_preserved_across_mixed_lengths(openvino_embedder, texts) -> No
 
 
 def test_conversion_is_reused_by_a_second_load(openvino_embedder, home) -> None:
-    (folder,) = [p for p in (home / "models" / "embeddings").iterdir() if p.is_dir()]
+    (folder,) = [p for p in (home / "models" / "embeddings").iterdir() if p.is_dir() and "-openvino-" in p.name and "int8" not in p.name]
     assert not [p for p in folder.parent.iterdir() if ".tmp-" in p.name]
     stamp = (folder / "model.xml").stat().st_mtime_ns
     before = embedding.conversions
@@ -164,7 +165,7 @@ def test_auto_picks_the_cpu_here(home) -> None:
         pytest.skip("this machine has a GPU")
     choice = weights.embedding_runtime_choice(Settings(home=home, embed_backend="auto"))
     assert choice.device == "cpu" and "no CUDA device" in choice.reason
-    assert choice.backend == ("openvino" if embedding_installed("openvino") else "torch")
+    assert choice.backend == ("openvino-int8" if embedding_installed("nncf") else "openvino" if embedding_installed("openvino") else "torch")
     forced = weights.embedding_runtime_choice(Settings(home=home, embed_backend="torch"))
     assert (forced.backend, forced.device) == ("torch", "cpu")
 
@@ -281,3 +282,59 @@ def test_concurrent_callers_get_their_own_vectors(openvino_embedder, texts) -> N
     for thread in threads:
         thread.join()
     assert all(np.allclose(got[i], expected[i], atol=1e-6) for i in expected)
+
+
+@pytest.fixture(scope="session")
+def int8_embedder(openvino_embedder: weights.Embedder, home: Path) -> weights.Embedder:
+    """The int8 conversion, quantized from the session's OpenVINO conversion (not converted again)."""
+    if not embedding_installed("nncf"):
+        pytest.skip("nncf is not installed")
+    before = embedding.conversions
+    embedder = weights.load_embedder(Settings(home=home, embed_backend="openvino-int8"))
+    assert embedding.conversions == before + 1
+    return embedder
+
+
+def test_int8_is_quantized_and_embeds_like_torch(int8_embedder, torch_embedder, home, texts) -> None:
+    """int8 weights (a quarter of the fp32 IR), vectors close to torch's, the same nearest text."""
+    assert int8_embedder.backend.startswith("openvino:CPU int8")
+    folders = {("int8" if "int8" in p.name else "fp32"): p for p in (home / "models" / "embeddings").iterdir() if p.is_dir() and "-openvino-" in p.name}
+    assert (folders["int8"] / "model.bin").stat().st_size < 0.35 * (folders["fp32"] / "model.bin").stat().st_size
+    assert "int8" in json.loads((folders["int8"] / embedding.MARKER).read_text())["quantized"]
+    reference = torch_embedder.encode_documents(texts, batch_size=16)
+    vectors = int8_embedder.encode_documents(texts, batch_size=16)
+    cosines = _cosines(vectors, reference)
+    assert cosines.mean() >= 0.99 and cosines.min() >= 0.95, (cosines.mean(), cosines.min())
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    for question in QUESTIONS[:3]:
+        assert int(np.argmax(vectors @ int8_embedder.encode_query(question))) == int(np.argmax(reference @ torch_embedder.encode_query(question))), question
+
+
+def test_int8_calibration_is_fixed_local_text() -> None:
+    """Calibration reads the stdlib (on every install, offline, no evaluation set), the same
+    texts every time: the same model folder always quantizes the same way."""
+    from ragkb import quantize
+
+    first, again = quantize.calibration_texts(), quantize.calibration_texts()
+    assert first == again and len(first) == quantize.CALIBRATION_TEXTS
+    assert all(50 <= len(t.split()) <= 200 for t in first)
+
+
+def test_auto_falls_back_from_int8_to_openvino(home, monkeypatch) -> None:
+    """int8 that cannot be built (here nncf fails) must not cost auto the OpenVINO runtime."""
+    if not embedding_installed("nncf"):
+        pytest.skip("nncf is not installed")
+    from ragkb import quantize
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("quantization failed")
+
+    monkeypatch.setattr(quantize, "quantize_int8", broken)
+    monkeypatch.setattr(quantize, "CALIBRATION_VERSION", "a version never converted")  # a new conversion key
+    weights._load_converted.cache_clear()
+    embedder = weights.load_embedder(Settings(home=home, embed_backend="auto"))
+    assert embedder.backend.startswith("openvino:CPU") and "int8" not in embedder.backend
+    assert "openvino-int8 unusable (quantization failed)" in embedder.reason
+    with pytest.raises(ModelUnavailable, match="RAGKB_EMBED_BACKEND=openvino-int8 cannot run"):
+        weights.load_embedder(Settings(home=home, embed_backend="openvino-int8"))
+    weights._load_converted.cache_clear()
