@@ -160,7 +160,7 @@ def embedding_runtime_choice(settings: Settings) -> RuntimeChoice:
     """Pick the embedding runtime from RAGKB_EMBED_BACKEND and RAGKB_DEVICE; loads no model.
 
     auto: torch fp16 on CUDA when torch sees a GPU; else the model converted to OpenVINO and
-    quantized to int8 on the CPU (~4x torch fp32, SciFact dense nDCG@10 0.6527 vs 0.6451); else
+    quantized to int8 on the CPU (~4x torch fp32, SciFact dense nDCG@10 at torch's level); else
     OpenVINO at its default precision (bf16 where the CPU has it, cosine 0.9999 to torch, 2-4x);
     else torch fp32.
     """
