@@ -71,6 +71,8 @@ def runtimes(home: Path, only: set[str] | None) -> dict[str, Callable[[list[str]
         for precision in (None, "f32"):
             encoder = embedding.OpenVINOEncoder(model, folder, precision)
             found[encoder.label + (" (ragkb default)" if precision is None else "")] = encoder.encode
+        int8 = embedding.OpenVINOEncoder(model, embedding.converted_model(home / "models", model, embedding.INT8))
+        found[int8.label + " (openvino-int8)"] = int8.encode
     except ImportError as exc:
         print(f"openvino skipped: {exc}")
     try:

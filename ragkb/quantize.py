@@ -3,7 +3,10 @@
 Why: on a CPU without AMX (the AMD EPYC here), OpenVINO's bf16 runs MiniLM at 2.1-2.7x torch
 fp32; int8 with static activation scales runs it at 3.6-4.2x, and SciFact dense nDCG@10 stays
 at torch's level (eval/RESULTS.md §9: torch fp32 0.6451, bf16 0.6457, int8 0.6527 with the
-shipped calibration set, 0.6453-0.6527 over three random 300-text calibration sets).
+shipped calibration set, 0.6453-0.6527 over three random 300-text calibration sets). Hybrid
+ranking loses a little (SciFact 0.7382 -> 0.7353 on test, equal on train; 2 of 47 documentation
+benchmark answers drop out of the top 5), so it runs only when chosen
+(RAGKB_EMBED_BACKEND=openvino-int8, extra `int8`): for large ingests where speed matters more.
 
 Static quantization needs calibration text to measure activation ranges. It must be on every
 install, offline, and must not be an evaluation set: the paragraphs of CPython's own

@@ -152,17 +152,18 @@ _NEEDS = {
     "openvino": ("openvino", "tokenizers"),
     "onnx": ("onnxruntime", "onnx", "tokenizers"),
 }
-_INSTALL = {"openvino-int8": "pip install openvino==2026.4.1 nncf==3.4.0", "openvino": "pip install openvino==2026.4.1",
+_INSTALL = {"openvino-int8": "pip install 'ragkb[int8]' (nncf==3.4.0)", "openvino": "pip install openvino==2026.4.1",
             "onnx": "pip install onnxruntime onnx"}  # fmt: skip
 
 
 def embedding_runtime_choice(settings: Settings) -> RuntimeChoice:
     """Pick the embedding runtime from RAGKB_EMBED_BACKEND and RAGKB_DEVICE; loads no model.
 
-    auto: torch fp16 on CUDA when torch sees a GPU; else the model converted to OpenVINO and
-    quantized to int8 on the CPU (~4x torch fp32, SciFact dense nDCG@10 at torch's level); else
-    OpenVINO at its default precision (bf16 where the CPU has it, cosine 0.9999 to torch, 2-4x);
-    else torch fp32.
+    auto: torch fp16 on CUDA when torch sees a GPU; else the model converted to OpenVINO at its
+    default precision on the CPU (bf16 where the CPU has it: cosine 0.9999 to torch fp32, 2-4x
+    faster); else torch fp32. Not int8 (`openvino-int8`, ~1.5x bf16's speed): dense retrieval
+    keeps its quality, but hybrid lost 2 of 47 documentation-benchmark answers and 0.003 SciFact
+    nDCG@10 (eval/RESULTS.md §9), so it is offered, never picked silently.
     """
     backend, device = settings.embed_backend, settings.device
     if device == "cuda":
@@ -186,12 +187,9 @@ def embedding_runtime_choice(settings: Settings) -> RuntimeChoice:
         return RuntimeChoice(backend, "cpu", f"RAGKB_EMBED_BACKEND={backend}: converted locally, on the CPU")
     if device == "auto" and (cuda := _cuda())[0]:
         return RuntimeChoice("torch", "cuda", f"auto: CUDA device {cuda[1]}, torch fp16")
-    if _installed(*_NEEDS["openvino-int8"]):
-        return RuntimeChoice("openvino-int8", "cpu", "auto: no CUDA device; OpenVINO int8 on the CPU "
-                             "(~4x torch fp32, the same retrieval quality)")
     if _installed(*_NEEDS["openvino"]):
-        return RuntimeChoice("openvino", "cpu", "auto: no CUDA device and nncf is not installed; OpenVINO on the "
-                             "CPU (2-4x torch fp32 with the same vectors, cosine >= 0.9999)")
+        return RuntimeChoice("openvino", "cpu", "auto: no CUDA device; OpenVINO on the CPU "
+                             "(2-4x torch fp32 with the same vectors, cosine >= 0.9999)")
     return RuntimeChoice("torch", "cpu", "auto: no CUDA device and openvino is not installed; torch fp32 on the CPU")
 
 
@@ -222,20 +220,17 @@ def load_embedder(settings: Settings) -> Embedder:
     if runtime.backend is None:
         raise ModelUnavailable(f"embedding runtime unavailable: {runtime.reason}")
     reason = runtime.reason
-    # auto tries int8, then OpenVINO's default precision, then torch; an explicit choice only itself
-    tries = [runtime.backend] + (["openvino"] if runtime.backend == "openvino-int8" and settings.embed_backend == "auto" else [])
-    for backend in [b for b in tries if b in _NEEDS]:
+    if runtime.backend in _NEEDS:
         try:
-            encoder = _load_converted(str(choice.path), str(settings.models_dir), backend)
+            encoder = _load_converted(str(choice.path), str(settings.models_dir), runtime.backend)
             return Embedder(encoder, choice.path.name, settings.query_prefix, reason)
         except Exception as exc:  # noqa: BLE001 - any failure: an explicit choice raises, auto falls back
             if settings.embed_backend != "auto":
                 raise ModelUnavailable(
-                    f"RAGKB_EMBED_BACKEND={backend} cannot run {choice.path}: {exc}; "
+                    f"RAGKB_EMBED_BACKEND={runtime.backend} cannot run {choice.path}: {exc}; "
                     "set RAGKB_EMBED_BACKEND=torch or auto"
                 ) from exc
-            fallback = "OpenVINO at its default precision" if backend != tries[-1] else "torch fp32 on the CPU"
-            reason = f"auto: {backend} unusable ({exc}); {fallback}"
+            reason = f"auto: {runtime.backend} unusable ({exc}); torch fp32 on the CPU"
     model = _load_sentence_transformer(str(choice.path), runtime.device or "cpu")
     encoder = TorchEncoder(model, runtime.device or "cpu")
     return Embedder(encoder, choice.path.name, settings.query_prefix, reason)

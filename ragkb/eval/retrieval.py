@@ -156,6 +156,8 @@ def evaluate_retrieval(
     done = [0]
 
     def on_record(path: str, outcome: str) -> None:
+        if outcome.startswith("embedding "):  # a batch starting, not a record done
+            return
         done[0] += 1
         if done[0] % 64 == 0 or done[0] == total_docs:
             notify("ingest", done[0], total_docs)
