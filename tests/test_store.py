@@ -270,26 +270,26 @@ def _rrf_reference(rankings: list[list[str]], limit: int) -> list[Hit]:
     return [Hit(str(p.id), p.score, {}) for p in reciprocal_rank_fusion(responses, limit=limit, ranking_constant_k=2)]
 
 
-def test_bare_search_and_retrieve_congruent(pair, questions) -> None:
-    """What max fusion is built on: ids and scores only, then payload and vector by id, in the
-    order asked, a missing id left out."""
+def test_bare_search_and_read_by_id_congruent(pair, questions) -> None:
+    """What max fusion is built on: ids and scores only, then payload and vector read by id
+    under the reader's filter, so a point the ACL excludes is not read even when asked for."""
     question, dense, sparse = questions[0]
-    query_filter = _filter("acl")
+    acl = _filter("acl")
     results = {}
     for backend, store in pair.items():
-        full = store.search(dense, None, 8, query_filter, "dense")
-        bare = store.search(dense, None, 8, query_filter, "dense", with_payload=False)
+        full = store.search(dense, None, 8, acl, "dense")
+        bare = store.search(dense, None, 8, acl, "dense", with_payload=False)
         assert [h.id for h in bare] == [h.id for h in full] and len(full) == 8
         assert all(h.payload == {} and h.dense is None for h in bare)
-        wanted = [h.id for h in reversed(full)]
-        wanted.insert(3, schema.point_id("no-such-doc", 0))
-        got = store.retrieve(wanted)
-        assert [h.id for h in got] == [h.id for h in reversed(full)]
+        hidden = [h.id for h in store.search(dense, None, 50, None, "dense") if h.id not in {x.id for x in store.search(dense, None, 50, acl, "dense")}]
+        assert hidden, "the corpus must hold points the ACL hides"
+        wanted = [h.id for h in full[:5]] + hidden[:3] + [schema.point_id("no-such-doc", 0)]
+        read = store.search(dense, None, len(wanted), schema.among(acl, wanted), "dense")
+        assert {h.id for h in read} == {h.id for h in full[:5]}
         by_id = {h.id: h for h in full}
-        for hit in got:
-            assert hit.payload == by_id[hit.id].payload
-            assert hit.dense == pytest.approx(by_id[hit.id].dense, abs=1e-6)
-        results[backend] = got
+        for hit in read:
+            assert hit.payload == by_id[hit.id].payload and hit.dense == pytest.approx(by_id[hit.id].dense, abs=1e-6)
+        results[backend] = read
     assert [h.id for h in results["local"]] == [h.id for h in results["edge"]]
 
 
@@ -438,7 +438,7 @@ def test_translator_rejects_what_it_does_not_know() -> None:
     for condition in (
         models.FieldCondition(key="page", range=models.Range(gte=1)),
         models.FieldCondition(key="text", match=models.MatchText(text="x")),
-        models.HasIdCondition(has_id=[1]),
+        models.HasVectorCondition(has_vector="dense"),
         models.IsEmptyCondition(is_empty=models.PayloadField(key="acl")),
     ):
         with pytest.raises(ValueError, match="not supported"):

@@ -226,18 +226,6 @@ class EdgeStore:
             points = _engine("searching the embedded store failed", self._shard.query, request)
         return [Hit(str(p.id), float(p.score), p.payload or {}, dense_of(p.vector)) for p in points]
 
-    def retrieve(self, ids: Sequence[str]) -> list[Hit]:
-        """The points with these ids that exist, with payload and dense vector (score 0), in
-        the order asked."""
-        if not ids:
-            return []
-        with self._gate.shared():
-            if self._shard is None:
-                return []
-            records = _engine("reading the embedded store failed", self._shard.retrieve, list(ids), True, [DENSE])
-        found = {str(r.id): Hit(str(r.id), 0.0, r.payload or {}, dense_of(r.vector)) for r in records}
-        return [found[i] for i in ids if i in found]
-
     # --- maintenance -------------------------------------------------------------------------
     def optimize(self) -> bool:
         """Build the HNSW and sparse indexes and merge segments; True if anything changed.

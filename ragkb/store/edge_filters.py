@@ -17,7 +17,7 @@ def to_edge_filter(query_filter: models.Filter | None) -> qe.Filter | None:
     """qdrant-client's filter models -> the engine's classes, for what `schema` builds.
 
     Covers must/should/must_not over FieldCondition (MatchValue, MatchAny, MatchExcept),
-    NestedCondition and nested Filters. Anything else raises ValueError: a silently dropped
+    HasIdCondition, NestedCondition and nested Filters. Anything else raises ValueError: a silently dropped
     condition could be an ACL that no longer binds.
     """
     if query_filter is None:
@@ -46,6 +46,8 @@ def _condition(condition: Any) -> Any:
         return to_edge_filter(condition)
     if isinstance(condition, models.NestedCondition):
         return qe.NestedCondition(condition.nested.key, to_edge_filter(condition.nested.filter))  # type: ignore[arg-type]
+    if isinstance(condition, models.HasIdCondition):
+        return qe.HasIdCondition(set(condition.has_id))
     if isinstance(condition, models.FieldCondition):
         others = {"range", "geo_bounding_box", "geo_radius", "geo_polygon", "values_count", "is_empty", "is_null"}
         used = sorted(name for name in others if getattr(condition, name, None) is not None)

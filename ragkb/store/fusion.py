@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 from qdrant_client import models
 
+from ragkb.store.schema import among
+
 if TYPE_CHECKING:
     from ragkb.store import Store
     from ragkb.store.qdrant import Hit
@@ -39,16 +41,19 @@ def hybrid_by_max(
     query_filter: models.Filter | None,
 ) -> list[Hit]:
     """Both lists from the engine, `prefetch_k` deep, each with the filter, as ids and scores;
-    fused here; then payload and dense vector (for `Passage.relevance`) of the `limit` kept only.
-    Reading payloads for the 2 x 100 candidates cost 4-5x the two searches themselves (100k
-    points: hybrid + ACL p50 20 ms with them, eval/RESULTS.md §9). A point deleted between the
-    searches and the read is left out."""
+    fused here; then payload and dense vector (for `Passage.relevance`) of the `limit` kept only,
+    read by id under the same filter, so the ACL binds in that read too (a document whose ACL
+    changed in between is left out). Reading payloads for all 2 x 100 candidates cost 4-5x the
+    two searches themselves (100k points: hybrid + ACL p50 20 ms with them, 6 ms without;
+    eval/RESULTS.md §9)."""
     depth = max(limit, store.settings.prefetch_k)
     by_meaning = store.search(dense, None, depth, query_filter, "dense", with_payload=False)
     by_words = store.search(None, sparse, depth, query_filter, "sparse", with_payload=False)
-    fused = fuse(by_meaning, by_words, limit)
-    full = {hit.id: hit for hit in store.retrieve([hit.id for hit in fused])}
-    return [dataclasses.replace(full[hit.id], score=hit.score) for hit in fused if hit.id in full]
+    kept = fuse(by_meaning, by_words, limit)
+    if not kept:
+        return []
+    full = {hit.id: hit for hit in store.search(dense, None, len(kept), among(query_filter, [hit.id for hit in kept]), "dense")}
+    return [dataclasses.replace(full[hit.id], score=hit.score) for hit in kept if hit.id in full]
 
 
 def normalised(hits: list[Hit]) -> dict[str, float]:

@@ -202,15 +202,6 @@ class QdrantStore:
             )
         return [Hit(str(p.id), float(p.score), p.payload or {}, dense_of(p.vector)) for p in response.points]
 
-    def retrieve(self, ids: Sequence[str]) -> list[Hit]:
-        """The points with these ids that exist, with payload and dense vector (score 0), in
-        the order asked."""
-        if not ids or not self.exists():
-            return []
-        records = self.client.retrieve(self.collection, list(ids), with_payload=True, with_vectors=[DENSE])
-        found = {str(r.id): Hit(str(r.id), 0.0, r.payload or {}, dense_of(r.vector)) for r in records}
-        return [found[i] for i in ids if i in found]
-
     def optimize(self) -> bool:
         """A server and local mode index by themselves: nothing to do."""
         return False

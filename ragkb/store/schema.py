@@ -153,6 +153,13 @@ class Filters:
     folder: str | None = None
 
 
+def among(query_filter: models.Filter | None, ids: Sequence[str]) -> models.Filter:
+    """`query_filter` (the reader's ACL and facets) and one of these point ids: a read by id
+    that still checks the ACL inside the engine."""
+    must: list[Any] = [models.HasIdCondition(has_id=list(ids))]
+    return models.Filter(must=must + ([query_filter] if query_filter is not None else []))
+
+
 def doc_filter(doc_id: str) -> models.Filter:
     return models.Filter(must=[models.FieldCondition(key=DOC_ID, match=models.MatchValue(value=doc_id))])
 
