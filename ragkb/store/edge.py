@@ -233,7 +233,7 @@ class EdgeStore:
         Blocking, and it stalls the whole process: the binding holds the GIL for the entire run,
         so no query from any other thread (UI, HTTP workers, even a health check) runs until it
         returns. Measured on 2 cores (eval/store_bench.json, load 5-14): 20k points 35-48 s,
-        100k 583-894 s (169 s at a lower load in DESIGN), 1M unfinished after 14.5 min; a query
+        100k 583-894 s (172 s at load ~1), 1M 97 min (niced beside other jobs, load 2-6); a query
         started from another thread meanwhile waited for the whole optimize, every time. It
         only touches segments not yet optimized: after 20k points (18 s at load 2), adding 2k
         and optimizing again took 0.0 s (new points stay in the plain appendable segment until
