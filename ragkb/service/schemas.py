@@ -4,9 +4,9 @@ request accepts the OpenAI parameters it does not use, as OpenAI clients send th
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ragkb.answer import Citation
 from ragkb.store.schema import Passage
@@ -16,9 +16,19 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _no_nul(path: str) -> str:
+    if "\x00" in path:  # no file system path holds one; os calls raise on it
+        raise ValueError("a path cannot contain a NUL character")
+    return path
+
+
+# A file or folder path a caller names: checked here, so no path reaches the file system unusable.
+PathIn = Annotated[str, Field(max_length=4096), AfterValidator(_no_nul)]
+
+
 class FiltersIn(Strict):
     file_types: list[str] = Field(default_factory=list, max_length=32)
-    folder: str | None = Field(default=None, max_length=4096)
+    folder: PathIn | None = None
 
 
 class Turn(Strict):
@@ -59,11 +69,11 @@ class AskOut(BaseModel):
 
 
 class IngestIn(Strict):
-    paths: list[str] | None = Field(default=None, max_length=1000)
+    paths: list[PathIn] | None = Field(default=None, max_length=1000)
 
 
 class ForgetIn(Strict):
-    path: str = Field(min_length=1, max_length=4096)
+    path: Annotated[PathIn, Field(min_length=1)]
 
 
 class JobOut(BaseModel):
