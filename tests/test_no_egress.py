@@ -230,6 +230,9 @@ def sandbox_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
                     "argv": [sys.executable, sandbox, "browse", "-", str(out / BROWSER_CONTROL), idle]}]  # fmt: skip
     plan = [
         {"name": "ingest", "guard": True, "env": env, "timeout": 600, "argv": [*cli, "ingest", str(docs), "--json"]},
+        # the int8 runtime quantizes with NNCF (which carries a telemetry client) in a fresh home
+        {"name": "ingest-int8", "guard": True, "env": {**env, "RAGKB_HOME": str(root / "home-int8"), "RAGKB_EMBED_BACKEND": "openvino-int8"},
+         "timeout": 600, "argv": [*cli, "ingest", str(docs), "--json"]},
         {"name": "parse-pdf-and-wait", "guard": True, "env": env, "timeout": 300,
          "argv": [sys.executable, "-c", PARSE_AND_HOLD, str(docs / "fake-memo.pdf"), str(HOLD_SECONDS)]},
         # the default backend (probes Ollama on loopback, then answers extractively), and the
@@ -249,6 +252,10 @@ def test_ingest_ask_and_ui_work_with_only_loopback(sandbox_run):
     out, steps = sandbox_run
     assert steps["ingest"]["rc"] == 0, _explain(out, "ingest")
     assert json.loads(_stdout(out, "ingest"))["added"] == 6
+    assert steps["ingest-int8"]["rc"] == 0, _explain(out, "ingest-int8")
+    assert json.loads(_stdout(out, "ingest-int8"))["added"] == 6
+    (int8,) = [p for p in (out.parent / "home-int8" / "models" / "embeddings").glob("*-openvino-int8-*") if p.is_dir()]
+    assert "int8" in json.loads((int8 / "ragkb-conversion.json").read_text())["quantized"]  # NNCF really ran in the sandbox
     assert steps["parse-pdf-and-wait"]["rc"] == 0, _explain(out, "parse-pdf-and-wait")
     for step in ("ask", "ask-llamacpp"):
         assert steps[step]["rc"] in (0, 1), _explain(out, step)  # 1 = answer flagged
@@ -265,7 +272,7 @@ def test_ingest_ask_and_ui_work_with_only_loopback(sandbox_run):
 @pytest.mark.slow
 def test_nothing_looks_up_or_connects_outside(sandbox_run):
     out, steps = sandbox_run
-    assert {"ingest", "parse-pdf-and-wait", "ask", "ask-llamacpp", "ui"} <= set(steps)
+    assert {"ingest", "ingest-int8", "parse-pdf-and-wait", "ask", "ask-llamacpp", "ui"} <= set(steps)
     violations = _violations(out)
     counted = Counter(violations)
     assert not violations, "egress attempted:\n" + "\n".join(f"{v} (x{n})" if n > 1 else v for v, n in counted.items())
