@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).parent))
 import store_bench as sb  # noqa: E402
 
@@ -80,11 +78,11 @@ def main() -> int:
                 started = time.perf_counter()
                 run(q, f)
                 if n >= 3:
-                    latency[f"{kind}/{name}"].append((time.perf_counter() - started) * 1000)
+                    latency[f"{kind}/{name}"].append(time.perf_counter() - started)
     result = {
         "points": store.count(), "unindexed": store.unindexed_points(),
         "load_start": [round(x, 2) for x in load_start], "load_end": [round(x, 2) for x in os.getloadavg()],
-        "p50_p95_ms": {k: [round(float(np.percentile(v, 50)), 2), round(float(np.percentile(v, 95)), 2)] for k, v in latency.items()},
+        "ms": {k: sb.summary(v) for k, v in latency.items()},
     }  # fmt: skip
     store.close()
     print(json.dumps(result, indent=1))

@@ -121,8 +121,9 @@ class CompiledEncoder:
     def __init__(self, model: SentenceModel, folder: Path) -> None:
         from tokenizers import Tokenizer
 
-        self.model, self.dim = model, model.dim
-        self.input_names: list[str] = json.loads((folder / MARKER).read_text())["inputs"]
+        self.model, self.dim, self.folder = model, model.dim, folder
+        self.meta: dict[str, Any] = json.loads((folder / MARKER).read_text())  # what converted_model wrote
+        self.input_names: list[str] = self.meta["inputs"]
         self.tokenizer = Tokenizer.from_file(str(model.transformer / "tokenizer.json"))
         padding = self.tokenizer.padding or {}
         self.tokenizer.no_padding()  # padded per batch below, to the longest of the batch
@@ -134,8 +135,7 @@ class CompiledEncoder:
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        prepared = [t.strip().lower() if self.model.lowercase else t.strip() for t in texts]
-        encodings = self.tokenizer.encode_batch(prepared)
+        encodings = self.tokenize(texts)
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")  # longest first
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(order), max(1, batch_size)):
@@ -143,9 +143,19 @@ class CompiledEncoder:
             out[index] = self._batch(encodings, index)
         return out
 
+    def tokenize(self, texts: list[str]) -> list[Any]:
+        """Token encodings as the model's own tokenizer makes them (lower-cased where it is)."""
+        return self.tokenizer.encode_batch([t.strip().lower() if self.model.lowercase else t.strip() for t in texts])
+
     def _batch(self, encodings: list[Any], index: np.ndarray) -> np.ndarray:
         """Pad one batch to its longest member, run it, pool it."""
-        width = len(encodings[index[0]].ids)
+        feed, mask = self.feed(encodings, index)
+        return pool(self._infer(feed), mask, self.model.pooling, self.model.normalize)
+
+    def feed(self, encodings: list[Any], index: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The graph's inputs for `encodings[index]`, padded to the longest of them, and the
+        attention mask pooling needs."""
+        width = max(len(encodings[i].ids) for i in index)
         ids = np.full((len(index), width), self.pad_id, dtype=np.int64)
         types = np.zeros((len(index), width), dtype=np.int64)
         mask = np.zeros((len(index), width), dtype=np.int64)
@@ -153,8 +163,7 @@ class CompiledEncoder:
             n = len(encodings[i].ids)
             ids[row, :n], types[row, :n], mask[row, :n] = encodings[i].ids, encodings[i].type_ids, 1
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        hidden = self._infer({k: feed[k] for k in self.input_names})
-        return pool(hidden, mask, self.model.pooling, self.model.normalize)
+        return {k: feed[k] for k in self.input_names}, mask
 
     def _infer(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         raise NotImplementedError
@@ -172,7 +181,7 @@ class OpenVINOEncoder(CompiledEncoder):
         self._lock = threading.Lock()
         precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         precision = {"f32": "fp32", "f16": "fp16"}.get(precision, precision)
-        if "quantized" in json.loads((folder / MARKER).read_text()):
+        if "quantized" in self.meta:
             precision = f"int8 ({precision} elsewhere)"  # matmuls in int8, the rest (softmax, norms) as hinted
         self.label = f"openvino:CPU {precision}"
 
@@ -271,9 +280,9 @@ def converted_model(models_dir: Path, model: SentenceModel, fmt: str) -> Path:
             if fmt == INT8:
                 from ragkb import quantize
 
-                source = converted_model(models_dir, model, "openvino")
-                meta["inputs"] = json.loads((source / MARKER).read_text())["inputs"]
-                quantize.quantize_int8(model, source, temporary, meta["inputs"])
+                source = CompiledEncoder(model, converted_model(models_dir, model, "openvino"))
+                meta["inputs"] = source.input_names
+                quantize.quantize_int8(source, temporary)
                 meta["quantized"] = f"int8, nncf {quantize.nncf_version()}, calibration {quantize.CALIBRATION_VERSION}"
             else:
                 meta["inputs"] = _export(model, fmt, temporary)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from ragkb.embedding import SentenceModel
+    from ragkb.embedding import CompiledEncoder
 
 # Bump when the calibration set or the quantization parameters change: conversions are redone.
 CALIBRATION_VERSION = "pydoc-topics-300-mixed-1"
@@ -65,31 +65,19 @@ def nncf_version() -> str:
     return version("nncf")
 
 
-def quantize_int8(model: SentenceModel, source: Path, target: Path, inputs: list[str]) -> None:
-    """Write `target`/model.xml: the fp32 IR in `source`, int8 (weights per channel, activations
-    per tensor, calibrated on `calibration_texts`). Takes ~40 s on 2 cores, once per model."""
-    from tokenizers import Tokenizer
-
+def quantize_int8(source: CompiledEncoder, target: Path) -> None:
+    """Write `target`/model.xml: the fp32 IR `source` runs, int8 (weights per channel,
+    activations per tensor, calibrated on `calibration_texts` fed exactly as `source` feeds its
+    graph). Takes ~40 s on 2 cores, once per model."""
     from ragkb.embedding import import_openvino
 
     ov = import_openvino()  # blocks openvino_telemetry first: nncf then sends nothing
     import nncf
 
-    tokenizer = Tokenizer.from_file(str(model.transformer / "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length=model.max_length)
-    texts = [t.lower() if model.lowercase else t for t in calibration_texts()]
-    samples = []
-    for encoding in tokenizer.encode_batch(texts):
-        width = len(encoding.ids)
-        feed = {
-            "input_ids": np.array([encoding.ids], dtype=np.int64),
-            "attention_mask": np.ones((1, width), dtype=np.int64),
-            "token_type_ids": np.zeros((1, width), dtype=np.int64),
-        }
-        samples.append({name: feed[name] for name in inputs})
-    log.info("quantizing the embedding model to int8 (once, ~1 min): %s", source.name)
-    fp32 = ov.Core().read_model(str(source / "model.xml"))
+    encodings = source.tokenize(calibration_texts())
+    samples = [source.feed(encodings, np.array([i]))[0] for i in range(len(encodings))]
+    log.info("quantizing the embedding model to int8 (once, ~1 min): %s", source.model.path)
+    fp32 = ov.Core().read_model(str(source.folder / "model.xml"))
     nncf.set_log_level(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # its progress bars
         quantized: Any = nncf.quantize(
